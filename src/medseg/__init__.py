@@ -1,0 +1,3 @@
+"""medseg: 2D medical image segmentation with U-shaped networks."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,5 @@
+"""``python -m medseg``."""
+
+from medseg.cli import main
+
+main()

@@ -1,0 +1,175 @@
+"""The ``medseg`` command line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+app = typer.Typer(
+    help="medseg: train, evaluate and run U-shaped networks for 2D medical image segmentation.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+errors = Console(stderr=True)
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
+
+
+@app.callback()
+def _setup(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show Lightning's own messages")] = False,
+) -> None:
+    """Send medseg's progress messages to the console and keep Lightning's start-up chatter out unless asked."""
+    handler = RichHandler(console=errors, show_time=False, show_path=False, show_level=False)
+    logging.basicConfig(level=logging.WARNING, handlers=[handler], format="%(message)s", force=True)
+    logging.getLogger("medseg").setLevel(logging.INFO)
+    logging.getLogger("lightning.pytorch").setLevel(logging.INFO if verbose else logging.WARNING)
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """Report medseg's own errors (bad config, bad data, unknown model) as one line and exit with status 2."""
+    from medseg.errors import MedsegError
+
+    try:
+        yield
+    except MedsegError as error:
+        errors.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def train(
+    config: Annotated[Path, typer.Argument(help="experiment YAML, e.g. configs/unet-kvasir.yaml")],
+    overrides: Annotated[
+        list[str] | None, typer.Argument(help="dotted overrides: train.epochs=3 data.image_size=64")
+    ] = None,
+) -> None:
+    """Train a configuration; writes runs/<name>/ (config, splits, checkpoints, metrics.csv, progress.png)."""
+    with _user_errors():
+        from medseg.config import load_config
+        from medseg.engine import train as run_training
+
+        experiment = load_config(config, overrides or [])
+        result = run_training(experiment)
+    console.print(f"run folder: [bold]{result.run_dir}[/]  best validation Dice {result.best_val_dice:.4f}")
+    console.print(f"next: medseg evaluate {result.run_dir}")
+
+
+@app.command()
+def evaluate(
+    run_dir: Annotated[Path, typer.Argument(help="run folder written by `medseg train`")],
+    split: Annotated[
+        str | None, typer.Option(help="split to evaluate (default: eval.split of the run)")
+    ] = None,
+    checkpoint: Annotated[str, typer.Option(help="best, last or a .ckpt path")] = "best",
+    protocol: Annotated[str, typer.Option(help="evaluation protocol")] = "perimage",
+) -> None:
+    """Evaluate a run: per-case JSON, summary.json and a Markdown report with overlays."""
+    with _user_errors():
+        from medseg.evaluation import evaluate_run
+
+        output = evaluate_run(run_dir, split, checkpoint, protocol)
+    metrics = output.summary["metrics"]
+    line = ", ".join(
+        f"{name} {stats['mean']:.4f}" for name, stats in metrics.items() if stats["mean"] is not None
+    )
+    console.print(f"{output.summary['split']} ({output.summary['num_cases']} cases): {line}")
+    console.print(f"report: [bold]{output.report}[/]")
+
+
+def _input_images(source: Path) -> list[Path]:
+    from medseg.errors import MedsegError
+
+    if source.is_file():
+        return [source]
+    if source.is_dir():
+        images = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not images:
+            raise MedsegError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {source}")
+        return images
+    raise MedsegError(f"input {source} does not exist")
+
+
+@app.command()
+def predict(
+    checkpoint: Annotated[Path, typer.Argument(help=".ckpt written by `medseg train`")],
+    source: Annotated[Path, typer.Argument(metavar="INPUT", help="an image or a folder of images")],
+    output: Annotated[Path, typer.Argument(help="output folder for the masks")],
+    overlay: Annotated[bool, typer.Option("--overlay", help="also write <name>_overlay.png")] = False,
+) -> None:
+    """Predict masks at each input's original size: binary masks as 0/255 PNG, multi-class as class indices."""
+    with _user_errors():
+        import numpy as np
+        from PIL import Image
+
+        from medseg.data import read_image
+        from medseg.inference import Predictor
+        from medseg.reports import overlay as draw_overlay
+
+        images = _input_images(source)
+        predictor = Predictor.from_checkpoint(checkpoint)
+        output.mkdir(parents=True, exist_ok=True)
+        binary = predictor.config.binary
+        for path in images:
+            image = read_image(path)
+            labels = predictor.predict(image)
+            mask = (labels * 255 if binary else labels).astype(np.uint8)
+            Image.fromarray(mask).save(output / f"{path.stem}.png")
+            if overlay:
+                Image.fromarray(draw_overlay(image, labels)).save(output / f"{path.stem}_overlay.png")
+    console.print(f"wrote {len(images)} mask(s) to [bold]{output}[/]")
+
+
+@app.command()
+def models(
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+) -> None:
+    """List registered models with their parameter counts (reference configuration)."""
+    with _user_errors():
+        from medseg.models.summary import model_rows
+
+        rows = model_rows()
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table("name", "parameters", "stated", "configuration", "paper")
+    for row in rows:
+        stated = f"{row['reference_params'] / 1e6:.2f} M" if row["reference_params"] else "-"
+        table.add_row(
+            row["name"], f"{row['params'] / 1e6:.2f} M", stated, json.dumps(row["kwargs"]), row["paper"]
+        )
+    console.print(table)
+
+
+@app.command()
+def demo(
+    output_dir: Annotated[Path, typer.Option(help="parent folder of the demo run")] = Path("runs"),
+    epochs: Annotated[int | None, typer.Option(help="override the number of epochs")] = None,
+) -> None:
+    """Train a small U-Net on the built-in synthetic data, evaluate it and write the report."""
+    with _user_errors():
+        from medseg.demo import run_demo
+
+        output = run_demo(output_dir, epochs)
+    dice = output.summary["metrics"]["dice"]["mean"]
+    console.print(f"demo test Dice {dice:.4f} on {output.summary['num_cases']} synthetic test images")
+    console.print(f"report: [bold]{output.report}[/]")
+
+
+def main() -> None:
+    """Entry point used by ``python -m medseg``."""
+    os.environ.setdefault("PYTHONWARNINGS", "ignore::UserWarning")
+    app()

@@ -1,0 +1,452 @@
+"""The experiment schema: one typed, validated tree read from YAML, with dotted ``key=value`` overrides.
+
+Every setting of a run lives here, so a run folder's ``config.yaml`` alone reproduces the run. Unknown keys and
+wrong types are rejected with a :class:`ConfigError` that names the key and the valid choices.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from medseg.errors import MedsegError
+
+__all__ = [
+    "ConfigError",
+    "DataConfig",
+    "EvalConfig",
+    "ExperimentConfig",
+    "LossConfig",
+    "ModelConfig",
+    "OptimConfig",
+    "SchedulerConfig",
+    "SyntheticConfig",
+    "TrainConfig",
+    "TransformConfig",
+    "apply_overrides",
+    "config_from_dict",
+    "load_config",
+    "resolve_path",
+    "save_config",
+]
+
+
+class ConfigError(MedsegError, ValueError):
+    """A configuration problem, with a message naming the offending key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(_Section):
+    """Which architecture to build.
+
+    Attributes:
+        name: registry name (``medseg models`` lists them).
+        params: extra constructor arguments; ``in_channels`` and ``num_classes`` come from the data section.
+        checkpoint: optional local weights (a medseg ``.ckpt`` or a plain state dict) loaded before training.
+    """
+
+    name: str = "unet"
+    params: dict[str, Any] = Field(default_factory=dict)
+    checkpoint: str | None = None
+
+
+class SyntheticConfig(_Section):
+    """The built-in synthetic dataset, generated on the fly from a seed.
+
+    Attributes:
+        num_train: training images.
+        num_val: validation images.
+        num_test: test images.
+        size: side of the square images in pixels.
+        seed: generator seed; the same seed always gives the same images.
+    """
+
+    num_train: int = Field(320, ge=1)
+    num_val: int = Field(48, ge=1)
+    num_test: int = Field(64, ge=1)
+    size: int = Field(96, ge=16)
+    seed: int = 0
+
+
+class TransformConfig(_Section):
+    """Augmentation and normalisation, applied per dataset.
+
+    Attributes:
+        normalize: ``unit`` (x/255), ``imagenet`` (x/255 then ImageNet mean/std), ``zscore`` (``mean``/``std``
+            below, in 0..255 units), ``minmax`` (per image to [0, 1]) or ``none``.
+        mean: per-channel means for ``zscore``.
+        std: per-channel standard deviations for ``zscore``.
+        hflip: probability of a horizontal flip.
+        vflip: probability of a vertical flip.
+        rot90: probability of a rotation by a random multiple of 90 degrees.
+        rotate_degrees: maximum angle of a free rotation (0 disables it).
+        rotate_prob: probability of the free rotation.
+    """
+
+    normalize: Literal["unit", "imagenet", "zscore", "minmax", "none"] = "unit"
+    mean: list[float] | None = None
+    std: list[float] | None = None
+    hflip: float = Field(0.5, ge=0, le=1)
+    vflip: float = Field(0.5, ge=0, le=1)
+    rot90: float = Field(0.0, ge=0, le=1)
+    rotate_degrees: float = Field(0.0, ge=0, le=180)
+    rotate_prob: float = Field(0.0, ge=0, le=1)
+
+
+class DataConfig(_Section):
+    """Where the images come from and how they are split and fed.
+
+    Attributes:
+        dataset: reader name: ``synthetic``, ``image_folder`` or ``kvasir``.
+        root: dataset folder; ``${MEDSEG_DATA}`` and ``~`` are expanded, relative paths resolve against the
+            current directory.
+        image_size: training and inference size (square side in pixels).
+        in_channels: image channels fed to the model (grey images are repeated, RGB converted to grey if 1).
+        num_classes: number of classes including background (2 = binary, sigmoid head with one channel).
+        label_map: mask value -> class index, e.g. ``{255: 1}``; values not listed are an error.
+        mask_threshold: binarise grey masks at this value first (for lossy JPEG masks), ``null`` to keep values.
+        val_fraction: share of the training cases held out for validation when no official split exists.
+        test_fraction: share held out for testing when no official split exists.
+        split_seed: seed of those splits.
+        split_file: reuse a persisted ``splits.json`` instead of making one.
+        limit: keep at most this many cases per split (quick experiments and tests).
+        batch_size: training batch size.
+        num_workers: data-loader worker processes.
+        synthetic: settings of the synthetic dataset.
+        transforms: augmentation and normalisation.
+    """
+
+    dataset: str = "synthetic"
+    root: str | None = None
+    image_size: int = Field(128, ge=8)
+    in_channels: int = Field(3, ge=1)
+    num_classes: int = Field(2, ge=2)
+    label_map: dict[int, int] | None = None
+    mask_threshold: int | None = None
+    val_fraction: float = Field(0.1, ge=0, lt=1)
+    test_fraction: float = Field(0.1, ge=0, lt=1)
+    split_seed: int = 0
+    split_file: str | None = None
+    limit: int | None = Field(None, ge=1)
+    batch_size: int = Field(8, ge=1)
+    num_workers: int = Field(0, ge=0)
+    synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
+    transforms: TransformConfig = Field(default_factory=TransformConfig)
+
+
+class LossConfig(_Section):
+    """Supervised loss: weighted Dice plus cross-entropy (BCE for a binary task, CE for multi-class).
+
+    Attributes:
+        dice_weight: weight of the soft Dice term.
+        ce_weight: weight of the (binary) cross-entropy term.
+        include_background: whether the multi-class Dice averages over the background class too.
+    """
+
+    dice_weight: float = Field(0.5, ge=0)
+    ce_weight: float = Field(0.5, ge=0)
+    include_background: bool = False
+
+
+class OptimConfig(_Section):
+    """Optimiser.
+
+    Attributes:
+        name: ``adamw``, ``adam`` or ``sgd``.
+        lr: base learning rate.
+        weight_decay: weight decay.
+        momentum: SGD momentum.
+        nesterov: SGD Nesterov momentum.
+        betas: Adam(W) betas.
+    """
+
+    name: Literal["adamw", "adam", "sgd"] = "adamw"
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    nesterov: bool = False
+    betas: tuple[float, float] = (0.9, 0.999)
+
+
+class SchedulerConfig(_Section):
+    """Learning-rate schedule, updated every optimisation step.
+
+    Attributes:
+        name: ``none``, ``poly`` (lr·(1 − step/total)^power) or ``cosine`` (to ``min_lr``).
+        power: exponent of the poly schedule.
+        min_lr: final learning rate of the cosine schedule.
+        warmup_epochs: linear warm-up length in epochs (0 disables).
+    """
+
+    name: Literal["none", "poly", "cosine"] = "poly"
+    power: float = Field(0.9, gt=0)
+    min_lr: float = Field(0.0, ge=0)
+    warmup_epochs: float = Field(0.0, ge=0)
+
+
+class TrainConfig(_Section):
+    """Training loop.
+
+    Attributes:
+        epochs: number of epochs.
+        seed: global seed (Python, NumPy, torch).
+        deterministic: ask torch for deterministic algorithms.
+        precision: ``32``, ``bf16-mixed``, ``16-mixed`` or ``auto`` (bf16 where the CPU or GPU supports it).
+        accelerator: ``auto``, ``cpu`` or ``gpu``.
+        devices: number of devices or ``auto``.
+        threads: torch CPU threads (``null`` keeps torch's default).
+        limit_train_batches: at most this many batches per epoch (``null`` = all).
+        val_every: validate every N epochs.
+        progress_bar: show the progress bar.
+    """
+
+    epochs: int = Field(50, ge=1)
+    seed: int = 0
+    deterministic: bool = False
+    precision: Literal["32", "bf16-mixed", "16-mixed", "auto"] = "auto"
+    accelerator: Literal["auto", "cpu", "gpu"] = "auto"
+    devices: int | Literal["auto"] = "auto"
+    threads: int | None = Field(None, ge=1)
+    limit_train_batches: int | None = Field(None, ge=1)
+    val_every: int = Field(1, ge=1)
+    progress_bar: bool = True
+
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _precision_as_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int) else value
+
+
+class EvalConfig(_Section):
+    """Evaluation settings used by ``medseg evaluate`` and at the end of ``medseg train``.
+
+    Attributes:
+        split: which split to evaluate.
+        threshold: probability threshold of a binary task.
+        hd95_empty: HD95 when exactly one of prediction and ground truth is empty: ``nan`` (reported as
+            undefined and left out of the mean) or ``diagonal`` (the image diagonal, a worst-case penalty).
+        both_empty: score of Dice/IoU/precision/recall when prediction and ground truth are both empty:
+            ``one`` (perfect) or ``nan`` (undefined, left out of the mean).
+        overlays: number of overlay images in the report.
+    """
+
+    split: str = "test"
+    threshold: float = Field(0.5, gt=0, lt=1)
+    hd95_empty: Literal["nan", "diagonal"] = "nan"
+    both_empty: Literal["one", "nan"] = "one"
+    overlays: int = Field(8, ge=0)
+
+
+class ExperimentConfig(_Section):
+    """A whole experiment.
+
+    Attributes:
+        name: run name; the run folder is ``<output_dir>/<name>``.
+        output_dir: parent folder of run folders.
+        model: architecture.
+        data: data and augmentation.
+        loss: supervised loss.
+        optim: optimiser.
+        scheduler: learning-rate schedule.
+        train: training loop.
+        eval: evaluation.
+    """
+
+    name: str = "experiment"
+    output_dir: str = "runs"
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9._-]+", value):
+            raise ValueError("use letters, digits, '.', '_' and '-' only")
+        return value
+
+    @property
+    def binary(self) -> bool:
+        """Whether the task is binary (one sigmoid logit channel)."""
+        return self.data.num_classes == 2
+
+    @property
+    def out_channels(self) -> int:
+        """Number of logit channels the model must produce."""
+        return 1 if self.binary else self.data.num_classes
+
+
+_ENV_PATTERN = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
+
+
+def resolve_path(path: str, base: Path | None = None) -> Path:
+    """Expand ``${VAR}``, ``${VAR:-default}`` and ``~`` in a configured path.
+
+    Args:
+        path: the configured text.
+        base: folder that relative paths resolve against (the current directory when ``None``).
+
+    Returns:
+        The absolute path.
+
+    Raises:
+        ConfigError: a ``${VAR}`` without default that is not set.
+    """
+
+    def substitute(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in os.environ:
+            return os.environ[name]
+        if default is not None:
+            return default
+        raise ConfigError(f"environment variable {name} used in path {path!r} is not set")
+
+    expanded = Path(_ENV_PATTERN.sub(substitute, path)).expanduser()
+    if not expanded.is_absolute():
+        expanded = (base or Path.cwd()) / expanded
+    return expanded.resolve()
+
+
+def _section_fields(model: type[BaseModel]) -> dict[str, Any]:
+    return dict(model.model_fields)
+
+
+def _check_keys(data: Any, model: type[BaseModel], prefix: str) -> None:
+    """Reject unknown keys with the list of valid ones (pydantic's message does not list them)."""
+    if not isinstance(data, dict):
+        return
+    fields = _section_fields(model)
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if key not in fields:
+            valid = ", ".join(fields)
+            close = difflib.get_close_matches(str(key), list(fields), n=1)
+            hint = f" (did you mean {prefix}{close[0]}?)" if close else ""
+            where = f"under '{prefix[:-1]}'" if prefix else "at the top level"
+            raise ConfigError(f"unknown config key '{dotted}'{hint}; valid keys {where}: {valid}")
+        annotation = fields[key].annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            _check_keys(value, annotation, f"{dotted}.")
+
+
+def _format_validation_error(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"])
+        message = item["msg"]
+        if "input" in item and not isinstance(item["input"], dict):
+            message += f" (got {item['input']!r})"
+        lines.append(f"config key '{key}': {message}")
+    return "; ".join(lines)
+
+
+def _build(raw: dict[str, Any]) -> ExperimentConfig:
+    _check_keys(raw, ExperimentConfig, "")
+    try:
+        return ExperimentConfig.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError(_format_validation_error(error)) from None
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    node = tree
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        elif not isinstance(child, dict):
+            raise ConfigError(f"cannot set '{dotted}': '{part}' is a value, not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``key.sub=value`` overrides to a raw config tree; values are parsed as YAML scalars.
+
+    Args:
+        raw: the tree read from YAML (modified in place and returned).
+        overrides: texts such as ``train.epochs=3`` or ``data.label_map={255: 1}``.
+
+    Returns:
+        The updated tree.
+
+    Raises:
+        ConfigError: an override without ``=`` or with an empty key.
+    """
+    for text in overrides:
+        key, sep, value_text = text.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"override {text!r} is not of the form key.sub=value")
+        try:
+            value = yaml.safe_load(value_text) if value_text.strip() else None
+        except yaml.YAMLError as error:
+            raise ConfigError(f"override {text!r}: value is not valid YAML ({error})") from None
+        _set_dotted(raw, key, value)
+    return raw
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Read a YAML experiment file, apply overrides and validate.
+
+    Args:
+        path: YAML file; ``None`` starts from the defaults.
+        overrides: dotted ``key=value`` texts applied after reading.
+
+    Returns:
+        The validated configuration.
+
+    Raises:
+        ConfigError: unreadable file, unknown key or invalid value.
+    """
+    raw: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as error:
+            raise ConfigError(f"config file {path} is not valid YAML: {error}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(
+                f"config file {path} must hold a mapping of sections, got {type(loaded).__name__}"
+            )
+        raw = loaded or {}
+    return _build(apply_overrides(raw, overrides or []))
+
+
+def config_from_dict(raw: dict[str, Any]) -> ExperimentConfig:
+    """Validate a config tree (e.g. read back from a checkpoint).
+
+    Args:
+        raw: nested mapping as written by :func:`save_config`.
+
+    Returns:
+        The validated configuration.
+    """
+    return _build(raw)
+
+
+def save_config(config: ExperimentConfig, path: str | Path) -> None:
+    """Write the fully resolved configuration as YAML.
+
+    Args:
+        config: configuration to write.
+        path: destination file.
+    """
+    Path(path).write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))

@@ -1,0 +1,169 @@
+"""Train/val/test splits: official where the dataset has one, seeded otherwise, persisted as JSON.
+
+Rules of :func:`make_splits`, in order:
+
+1. ``data.split_file`` set: the splits come from that file (see :func:`load_splits`).
+2. The reader has an official split: it is used as is; a missing ``test`` and then a missing ``val`` are
+   carved from its train cases (``test_fraction``, ``val_fraction``, seeded by ``split_seed``). Kvasir-SEG:
+   880 -> 792 train + 88 val, test = the official 120.
+3. No official split: all cases are split by ``val_fraction`` and ``test_fraction`` (seeded by
+   ``split_seed``).
+
+A positive fraction always holds out at least one case. ``data.limit`` then keeps a seeded random ``limit`` of
+each split. Ids within a split are sorted.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from medseg.config import DataConfig, resolve_path
+from medseg.data.errors import DataError
+from medseg.data.files import format_names
+from medseg.data.readers import DatasetReader
+
+__all__ = ["SPLIT_NAMES", "load_splits", "make_splits", "save_splits"]
+
+SPLIT_NAMES = ("train", "val", "test")
+
+
+def _share(total: int, fraction: float) -> int:
+    """Cases for ``fraction`` of ``total``: rounded half up, at least one when the fraction is positive."""
+    count = math.floor(total * fraction + 0.5)
+    return max(count, 1) if fraction > 0 else count
+
+
+def _shuffled(ids: list[str], seed: int | list[int]) -> list[str]:
+    order = np.random.default_rng(seed).permutation(len(ids))
+    return [ids[i] for i in order]
+
+
+def _check_splits(splits: dict[str, list[str]], where: str) -> None:
+    """Check split names and that no case is listed twice."""
+    if set(splits) != set(SPLIT_NAMES):
+        raise DataError(f"{where} has splits {sorted(splits)}; expected exactly {', '.join(SPLIT_NAMES)}")
+    counts = Counter(case for ids in splits.values() for case in ids)
+    repeated = sorted(case for case, count in counts.items() if count > 1)
+    if repeated:
+        raise DataError(
+            f"{where} lists case(s) more than once (splits must be disjoint): {format_names(repeated)}"
+        )
+
+
+def _from_official(
+    official: dict[str, list[str]], reader: DatasetReader, data_cfg: DataConfig
+) -> dict[str, list[str]]:
+    """Fill a missing ``test`` and ``val`` of an official split with seeded shares of its train cases."""
+    where = f"the official split of the {reader.name} dataset"
+    if "train" not in official or not set(official) <= set(SPLIT_NAMES):
+        raise DataError(f"{where} has splits {sorted(official)}; expected train and optionally val, test")
+    train = _shuffled(sorted(official["train"]), data_cfg.split_seed)
+    total = len(train)
+    splits = {"train": train}
+    for name, fraction in (("test", data_cfg.test_fraction), ("val", data_cfg.val_fraction)):
+        if name in official:
+            splits[name] = list(official[name])
+        else:
+            count = _share(total, fraction)
+            splits[name], splits["train"] = splits["train"][:count], splits["train"][count:]
+    if not splits["train"]:
+        raise DataError(f"{where}: no training cases are left after holding out validation/test cases")
+    return {name: sorted(splits[name]) for name in SPLIT_NAMES}
+
+
+def _random_split(ids: list[str], data_cfg: DataConfig) -> dict[str, list[str]]:
+    """Seeded split of all cases by ``val_fraction`` and ``test_fraction``."""
+    shuffled = _shuffled(sorted(ids), data_cfg.split_seed)
+    n_test, n_val = _share(len(ids), data_cfg.test_fraction), _share(len(ids), data_cfg.val_fraction)
+    if n_test + n_val >= len(ids):
+        raise DataError(
+            f"{len(ids)} case(s) are too few for data.val_fraction={data_cfg.val_fraction} and "
+            f"data.test_fraction={data_cfg.test_fraction}: no training cases would be left"
+        )
+    test, val, train = shuffled[:n_test], shuffled[n_test : n_test + n_val], shuffled[n_test + n_val :]
+    return {"train": sorted(train), "val": sorted(val), "test": sorted(test)}
+
+
+def make_splits(reader: DatasetReader, data_cfg: DataConfig) -> dict[str, list[str]]:
+    """Make the disjoint train/val/test splits of a dataset (rules in the module docstring).
+
+    Args:
+        reader: the dataset.
+        data_cfg: the data section of the experiment.
+
+    Returns:
+        ``{"train": [...], "val": [...], "test": [...]}``, ids sorted within each split.
+
+    Raises:
+        DataError: an invalid split file or official split, ids the reader does not know, or too few cases.
+    """
+    if data_cfg.split_file is not None:
+        path = resolve_path(data_cfg.split_file)
+        splits = load_splits(path)
+        known = set(reader.case_ids())
+        unknown = sorted(case for ids in splits.values() for case in ids if case not in known)
+        if unknown:
+            raise DataError(
+                f"split file {path} lists {len(unknown)} case(s) that are not in the {reader.name} dataset: "
+                f"{format_names(unknown)}"
+            )
+    else:
+        official = reader.official_split()
+        if official is None:
+            splits = _random_split(reader.case_ids(), data_cfg)
+        else:
+            splits = _from_official(official, reader, data_cfg)
+            _check_splits(splits, f"the official split of the {reader.name} dataset")
+    if data_cfg.limit is not None:
+        limit = data_cfg.limit
+        splits = {
+            name: sorted(_shuffled(ids, [data_cfg.split_seed, index])[:limit])
+            for index, (name, ids) in enumerate(splits.items())
+        }
+    return splits
+
+
+def save_splits(splits: dict[str, list[str]], path: str | Path) -> None:
+    """Write splits as JSON: ``{"counts": {name: n}, "splits": {name: [ids]}}``.
+
+    Args:
+        splits: split name -> case ids.
+        path: destination file (parent folders are created).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"counts": {name: len(ids) for name, ids in splits.items()}, "splits": splits}
+    path.write_text(json.dumps(payload, indent=1) + "\n")
+
+
+def load_splits(path: str | Path) -> dict[str, list[str]]:
+    """Read splits written by :func:`save_splits` (a bare ``{name: [ids]}`` mapping is accepted too).
+
+    Args:
+        path: the JSON file.
+
+    Returns:
+        ``{"train": [...], "val": [...], "test": [...]}``.
+
+    Raises:
+        DataError: a missing or invalid file, wrong split names, non-text ids or overlapping splits.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"split file {path} does not exist")
+    try:
+        payload = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise DataError(f"cannot read split file {path}: {error}") from None
+    splits = payload.get("splits", payload) if isinstance(payload, dict) else payload
+    if not isinstance(splits, dict) or not all(
+        isinstance(ids, list) and all(isinstance(case, str) for case in ids) for ids in splits.values()
+    ):
+        raise DataError(f"split file {path} must map each split name to a list of case ids")
+    _check_splits(splits, f"split file {path}")
+    return {name: list(splits[name]) for name in SPLIT_NAMES}

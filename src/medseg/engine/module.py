@@ -1,0 +1,125 @@
+"""The Lightning module that trains any registered model with any objective."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+
+from medseg.config import ExperimentConfig, config_from_dict
+from medseg.engine.schedules import lr_multiplier
+from medseg.models import SegmentationModel, create_model
+from medseg.objectives import Objective, build_objective
+
+__all__ = ["SegmentationTask", "batch_dice", "build_model"]
+
+
+def build_model(config: ExperimentConfig) -> SegmentationModel:
+    """Build the configured model with the data's channel counts.
+
+    Args:
+        config: experiment configuration.
+
+    Returns:
+        The randomly initialised model.
+    """
+    return create_model(
+        config.model.name,
+        in_channels=config.data.in_channels,
+        num_classes=config.out_channels,
+        **config.model.params,
+    )
+
+
+def batch_dice(logits: torch.Tensor, target: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+    """Hard Dice per image, averaged over foreground classes; an image where both are empty scores 1.
+
+    Args:
+        logits: ``(B, K, H, W)``; K = 1 means a sigmoid task thresholded at ``threshold``.
+        target: ``(B, H, W)`` class indices.
+        threshold: probability threshold of a binary task.
+
+    Returns:
+        ``(B,)`` Dice values.
+    """
+    if logits.shape[1] == 1:
+        pred = (torch.sigmoid(logits[:, 0].float()) > threshold).unsqueeze(1)
+        truth = (target > 0).unsqueeze(1)
+    else:
+        classes = torch.arange(1, logits.shape[1], device=logits.device).view(1, -1, 1, 1)
+        pred = logits.argmax(1, keepdim=True) == classes
+        truth = target.unsqueeze(1) == classes
+    intersection = (pred & truth).flatten(2).sum(-1).float()
+    total = pred.flatten(2).sum(-1).float() + truth.flatten(2).sum(-1).float()
+    dice = torch.where(total > 0, 2 * intersection / total.clamp_min(1), torch.ones_like(total))
+    return dice.mean(1)
+
+
+class SegmentationTask(pl.LightningModule):
+    """Trains ``config.model`` with the configured objective, optimiser and schedule.
+
+    The resolved configuration is stored in the checkpoint (``hyper_parameters["config"]``), so a checkpoint
+    alone rebuilds the model and its preprocessing.
+
+    Args:
+        config: the experiment configuration as a plain mapping (``ExperimentConfig.model_dump(mode="json")``).
+        objective: the training objective; the default Dice + CE objective of ``config.loss`` when ``None``.
+    """
+
+    def __init__(self, config: dict[str, Any], objective: Objective | None = None) -> None:
+        super().__init__()
+        self.save_hyperparameters({"config": config})
+        self.config = config_from_dict(config)
+        self.model = build_model(self.config)
+        loss = self.config.loss
+        self.objective = objective or build_objective(
+            self.config.binary, loss.dice_weight, loss.ce_weight, loss.include_background
+        )
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Return the model's logits."""
+        return self.model(images)
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        output = self.model.forward_features(batch["image"])
+        total, parts = self.objective(output, batch)
+        size = batch["image"].shape[0]
+        self.log("train/loss", total, on_step=False, on_epoch=True, prog_bar=True, batch_size=size)
+        for name, value in parts.items():
+            self.log(f"train/{name}", value, on_step=False, on_epoch=True, batch_size=size)
+        return total
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        output = self.model.forward_features(batch["image"])
+        total, _ = self.objective(output, batch)
+        size = batch["image"].shape[0]
+        self.log("val/loss", total, on_epoch=True, batch_size=size)
+        dice = batch_dice(output.logits, batch["mask"], self.config.eval.threshold)
+        self.log("val/dice", dice.mean(), on_epoch=True, prog_bar=True, batch_size=size)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        optim = self.config.optim
+        params = [p for p in self.parameters() if p.requires_grad]
+        if optim.name == "sgd":
+            optimizer: torch.optim.Optimizer = torch.optim.SGD(
+                params,
+                lr=optim.lr,
+                momentum=optim.momentum,
+                weight_decay=optim.weight_decay,
+                nesterov=optim.nesterov,
+            )
+        elif optim.name == "adam":
+            optimizer = torch.optim.Adam(
+                params, lr=optim.lr, betas=optim.betas, weight_decay=optim.weight_decay
+            )
+        else:
+            optimizer = torch.optim.AdamW(
+                params, lr=optim.lr, betas=optim.betas, weight_decay=optim.weight_decay
+            )
+        total_steps = int(self.trainer.estimated_stepping_batches)
+        steps_per_epoch = max(total_steps // max(self.config.train.epochs, 1), 1)
+        warmup_steps = int(self.config.scheduler.warmup_epochs * steps_per_epoch)
+        factor = lr_multiplier(self.config.scheduler, optim.lr, total_steps, warmup_steps)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -1,0 +1,207 @@
+"""Run a training configuration end to end: run folder, data, model, Lightning trainer, checkpoints."""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from torch.utils.data import DataLoader
+
+import medseg
+from medseg.config import ConfigError, ExperimentConfig, resolve_path, save_config
+from medseg.data import build_datasets, build_reader, make_splits, save_splits
+from medseg.engine.callbacks import EpochHistory
+from medseg.engine.checkpoint import load_model_weights
+from medseg.engine.module import SegmentationTask
+
+__all__ = ["TrainResult", "create_run_dir", "resolve_precision", "train"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    """Where a finished run put its outputs.
+
+    Attributes:
+        run_dir: the run folder.
+        best_checkpoint: checkpoint with the highest validation Dice.
+        last_checkpoint: checkpoint after the last epoch.
+        best_val_dice: that highest validation Dice.
+    """
+
+    run_dir: Path
+    best_checkpoint: Path
+    last_checkpoint: Path
+    best_val_dice: float
+
+
+def create_run_dir(config: ExperimentConfig, overwrite: bool = False) -> Path:
+    """Create ``<output_dir>/<name>``; an existing non-empty folder gets a numbered sibling unless ``overwrite``.
+
+    Args:
+        config: experiment configuration.
+        overwrite: reuse an existing folder (its old contents stay until overwritten).
+
+    Returns:
+        The new, empty (or reused) run folder.
+    """
+    parent = resolve_path(config.output_dir)
+    run_dir = parent / config.name
+    index = 2
+    while not overwrite and run_dir.exists() and any(run_dir.iterdir()):
+        run_dir = parent / f"{config.name}-{index}"
+        index += 1
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def resolve_precision(precision: str, accelerator: str) -> str:
+    """Turn ``auto`` into ``bf16-mixed`` where the hardware runs bfloat16 natively, else ``32``.
+
+    Args:
+        precision: configured precision.
+        accelerator: configured accelerator.
+
+    Returns:
+        A Lightning precision setting.
+    """
+    if precision != "auto":
+        return precision
+    on_gpu = accelerator == "gpu" or (accelerator == "auto" and torch.cuda.is_available())
+    if on_gpu:
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    return (
+        "bf16-mixed"
+        if torch.backends.mkldnn.is_available() and torch.cpu._is_avx512_bf16_supported()
+        else "32"
+    )
+
+
+def _loader(dataset: torch.utils.data.Dataset, config: ExperimentConfig, train: bool) -> DataLoader:
+    workers = config.data.num_workers
+    return DataLoader(
+        dataset,
+        batch_size=config.data.batch_size,
+        shuffle=train,
+        drop_last=train and len(dataset) > config.data.batch_size,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        pin_memory=torch.cuda.is_available(),
+    )
+
+
+def train(config: ExperimentConfig, run_dir: Path | None = None) -> TrainResult:
+    """Train a configuration and write the run folder.
+
+    The folder receives ``config.yaml`` (resolved), ``splits.json``, ``checkpoints/best.ckpt`` and
+    ``checkpoints/last.ckpt``, ``metrics.csv`` (one row per epoch), ``progress.png`` and ``train_summary.json``.
+
+    Args:
+        config: experiment configuration.
+        run_dir: folder to write into; a new one under ``config.output_dir`` when ``None``.
+
+    Returns:
+        The run's output locations and best validation Dice.
+    """
+    run_dir = run_dir or create_run_dir(config)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    pl.seed_everything(config.train.seed, workers=True, verbose=False)
+    if config.train.threads:
+        torch.set_num_threads(config.train.threads)
+
+    reader = build_reader(config.data)
+    splits = make_splits(reader, config.data)
+    save_config(config, run_dir / "config.yaml")
+    save_splits(splits, run_dir / "splits.json")
+    if not splits.get("train") or not splits.get("val"):
+        sizes = {name: len(ids) for name, ids in splits.items()}
+        raise ConfigError(
+            f"training needs non-empty train and val splits, got {sizes}; check data.val_fraction"
+        )
+    datasets = build_datasets(reader, splits, config.data)
+
+    task = SegmentationTask(config.model_dump(mode="json"))
+    if config.model.checkpoint:
+        missing, unexpected = load_model_weights(
+            task.model, resolve_path(config.model.checkpoint), strict=False
+        )
+        log.info(
+            "loaded %s: %d missing, %d unexpected keys",
+            config.model.checkpoint,
+            len(missing),
+            len(unexpected),
+        )
+
+    checkpoints = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints",
+        filename="best",
+        monitor="val/dice",
+        mode="max",
+        save_last=True,
+        auto_insert_metric_name=False,
+    )
+    precision = resolve_precision(config.train.precision, config.train.accelerator)
+    trainer = pl.Trainer(
+        max_epochs=config.train.epochs,
+        accelerator=config.train.accelerator,
+        devices=config.train.devices,
+        precision=precision,
+        deterministic=config.train.deterministic,
+        logger=False,
+        callbacks=[checkpoints, EpochHistory(run_dir)],
+        enable_progress_bar=config.train.progress_bar,
+        enable_model_summary=False,
+        check_val_every_n_epoch=config.train.val_every,
+        limit_train_batches=config.train.limit_train_batches,
+        num_sanity_val_steps=1,
+        default_root_dir=run_dir,
+    )
+    sizes = ", ".join(f"{len(ids)} {name}" for name, ids in splits.items())
+    parameters = sum(p.numel() for p in task.model.parameters())
+    log.info(
+        "training %s (%.2f M parameters) on %s cases (%s), precision %s, %d epochs -> %s",
+        config.model.name,
+        parameters / 1e6,
+        config.data.dataset,
+        sizes,
+        precision,
+        config.train.epochs,
+        run_dir,
+    )
+    started = time.perf_counter()
+    trainer.fit(task, _loader(datasets["train"], config, True), _loader(datasets["val"], config, False))
+    best_score = checkpoints.best_model_score
+    result = TrainResult(
+        run_dir=run_dir,
+        best_checkpoint=Path(checkpoints.best_model_path),
+        last_checkpoint=Path(checkpoints.last_model_path),
+        best_val_dice=float(best_score) if best_score is not None else float("nan"),
+    )
+    summary = {
+        "run": run_dir.name,
+        "model": config.model.name,
+        "parameters": parameters,
+        "epochs": trainer.current_epoch,
+        "steps": trainer.global_step,
+        "precision": precision,
+        "seconds": round(time.perf_counter() - started, 1),
+        "best_val_dice": result.best_val_dice,
+        "checkpoint_rule": "best: highest validation Dice (val/dice); last: final epoch",
+        "split_sizes": {name: len(ids) for name, ids in splits.items()},
+        "versions": {
+            "medseg": medseg.__version__,
+            "torch": torch.__version__,
+            "lightning": pl.__version__,
+            "python": platform.python_version(),
+        },
+    }
+    (run_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))
+    return result

@@ -1,0 +1,46 @@
+"""Segmentation metrics: overlap and surface distances, an explicit empty-mask policy, and aggregation.
+
+* :mod:`medseg.metrics.binary`: policy-free numpy metrics of two binary masks (2D or 3D).
+* :mod:`medseg.metrics.cases`: per-case metrics with :class:`EmptyPolicy` (binary and multi-class).
+* :mod:`medseg.metrics.summary`: dataset-level mean/std/median that count undefined values.
+"""
+
+from __future__ import annotations
+
+from medseg.metrics.binary import (
+    assd,
+    assd_from_distances,
+    confusion_counts,
+    dice,
+    hd95,
+    hd95_from_distances,
+    iou,
+    normalize_spacing,
+    precision,
+    recall,
+    surface_distances,
+    symmetric_surface_distances,
+)
+from medseg.metrics.cases import CASE_METRICS, EmptyPolicy, binary_case_metrics, multiclass_case_metrics
+from medseg.metrics.summary import DEFAULT_SUMMARY_METRICS, summarize
+
+__all__ = [
+    "CASE_METRICS",
+    "DEFAULT_SUMMARY_METRICS",
+    "EmptyPolicy",
+    "assd",
+    "assd_from_distances",
+    "binary_case_metrics",
+    "confusion_counts",
+    "dice",
+    "hd95",
+    "hd95_from_distances",
+    "iou",
+    "multiclass_case_metrics",
+    "normalize_spacing",
+    "precision",
+    "recall",
+    "summarize",
+    "surface_distances",
+    "symmetric_surface_distances",
+]

@@ -1,0 +1,51 @@
+"""Aggregation of per-case metrics into dataset-level statistics that keep undefined values visible."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+__all__ = ["DEFAULT_SUMMARY_METRICS", "summarize"]
+
+DEFAULT_SUMMARY_METRICS: tuple[str, ...] = ("dice", "iou", "precision", "recall", "hd95")
+
+
+def summarize(
+    cases: Sequence[Mapping[str, float | str]], metrics: Sequence[str] = DEFAULT_SUMMARY_METRICS
+) -> dict[str, dict[str, float | int]]:
+    """Mean, population std and median of each metric over cases, counting undefined (NaN) values.
+
+    NaN values are left out of ``mean``, ``std`` and ``median`` and counted in ``n_undefined``; nothing is
+    dropped silently. When a metric has no valid value (all NaN, or no cases) its ``mean``, ``std`` and
+    ``median`` are ``float('nan')``: ``json.dumps`` writes these as the non-standard token ``NaN``, so a
+    caller writing strict JSON should map them to ``null`` (``math.isnan`` tells them apart).
+
+    Args:
+        cases: one mapping per case, e.g. from :func:`~medseg.metrics.cases.binary_case_metrics`; keys not in
+            ``metrics`` (such as ``empty_case``) are ignored.
+        metrics: names of the metrics to summarise; each must be present in every case.
+
+    Returns:
+        ``{metric: {"mean", "std", "median", "n_valid", "n_undefined"}}`` with float statistics (std with
+        ``ddof=0``) and int counts.
+
+    Raises:
+        KeyError: if a case lacks one of ``metrics``.
+    """
+    summary: dict[str, dict[str, float | int]] = {}
+    for name in metrics:
+        values = np.array([float(case[name]) for case in cases], dtype=np.float64)
+        valid = values[~np.isnan(values)]
+        if valid.size:
+            mean, std, median = float(valid.mean()), float(valid.std()), float(np.median(valid))
+        else:
+            mean = std = median = float("nan")
+        summary[name] = {
+            "mean": mean,
+            "std": std,
+            "median": median,
+            "n_valid": int(valid.size),
+            "n_undefined": int(values.size - valid.size),
+        }
+    return summary

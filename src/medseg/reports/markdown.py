@@ -1,0 +1,66 @@
+"""The Markdown evaluation report."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["evaluation_report"]
+
+
+def _number(value: Any, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def _metric_table(metrics: dict[str, dict[str, Any]]) -> list[str]:
+    lines = ["| metric | mean | std | median | valid | undefined |", "|---|---|---|---|---|---|"]
+    for name, stats in metrics.items():
+        lines.append(
+            f"| {name} | {_number(stats['mean'])} | {_number(stats['std'])} | {_number(stats['median'])} "
+            f"| {stats['n_valid']} | {stats['n_undefined']} |"
+        )
+    return lines
+
+
+def evaluation_report(
+    summary: dict[str, Any], cases: Sequence[dict[str, Any]], overlays: Sequence[str]
+) -> str:
+    """Render the evaluation report.
+
+    Args:
+        summary: the content of ``summary.json``.
+        cases: per-case records (``cases.json``).
+        overlays: overlay image paths relative to the report, each named after its case.
+
+    Returns:
+        Markdown text.
+    """
+    lines = [
+        f"# Evaluation of `{summary['run']}` on the {summary['split']} split",
+        "",
+        f"- protocol: `{summary['protocol']}` — {summary['protocol_description']}",
+        f"- checkpoint: `{summary['checkpoint']}` ({summary['checkpoint_rule']})",
+        f"- model: `{summary['model']}`, cases: {summary['num_cases']}",
+        f"- empty-mask policy: both empty -> {summary['empty_policy']['both_empty']}, "
+        f"HD95 with one side empty -> {summary['empty_policy']['hd95_empty']}",
+        "",
+        "## Metrics",
+        "",
+        *_metric_table(summary["metrics"]),
+    ]
+    for class_name, metrics in summary.get("per_class", {}).items():
+        lines += ["", f"### Class `{class_name}`", "", *_metric_table(metrics)]
+    ranked = sorted(cases, key=lambda case: -1.0 if case.get("dice") is None else case["dice"])
+    lines += ["", "## Lowest Dice", "", "| case | Dice | IoU | HD95 |", "|---|---|---|---|"]
+    for case in ranked[:5]:
+        lines.append(
+            f"| {case['case_id']} | {_number(case.get('dice'))} | {_number(case.get('iou'))} "
+            f"| {_number(case.get('hd95'), 2)} |"
+        )
+    if overlays:
+        lines += ["", "## Overlays", "", "Prediction in colour, ground-truth outline in white.", ""]
+        lines += [f"![{path}]({path})" for path in overlays]
+    return "\n".join(lines) + "\n"
