@@ -39,5 +39,10 @@ def build_reader(data_cfg: DataConfig) -> DatasetReader:
         raise ConfigError(f"data.root is not set; the {name} dataset reads its files from a folder")
     root = resolve_path(data_cfg.root)
     if not root.is_dir():
-        raise DataError(f"data folder {root} does not exist (data.root={data_cfg.root})")
+        hint = (
+            "set MEDSEG_DATA to the folder holding the datasets, or run from the repository root"
+            if "MEDSEG_DATA" in data_cfg.root
+            else "relative paths resolve against the current folder"
+        )
+        raise DataError(f"data folder {root} does not exist (data.root={data_cfg.root}); {hint}")
     return reader_cls(data_cfg, root)

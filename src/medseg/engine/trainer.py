@@ -195,6 +195,7 @@ def train(config: ExperimentConfig, run_dir: Path | None = None) -> TrainResult:
         "seconds": round(time.perf_counter() - started, 1),
         "best_val_dice": result.best_val_dice,
         "checkpoint_rule": "best: highest validation Dice (val/dice); last: final epoch",
+        "data": reader.describe(),
         "split_sizes": {name: len(ids) for name, ids in splits.items()},
         "versions": {
             "medseg": medseg.__version__,
