@@ -102,9 +102,7 @@ def test_evaluate_writes_cases_summary_and_report(trained_run: Path) -> None:
     dice = summary["metrics"]["dice"]
     assert dice["n_valid"] + dice["n_undefined"] == 4 and 0 <= dice["mean"] <= 1
     cases = json.loads((out / "cases.json").read_text())
-    assert [c["case_id"] for c in cases] == json.loads((trained_run / "splits.json").read_text())["splits"][
-        "test"
-    ]
+    assert [c["case_id"] for c in cases] == json.loads((trained_run / "splits.json").read_text())["splits"]["test"]
     report = (out / "report.md").read_text()
     assert "perimage" in report and "overlays/" in report
     assert len(list((out / "overlays").glob("*.png"))) == 2
@@ -150,9 +148,7 @@ def test_unknown_config_key_is_one_clear_line(tmp_path: Path) -> None:
 
 def test_missing_data_folder_is_one_clear_line(tmp_path: Path) -> None:
     config = tmp_path / "x.yaml"
-    config.write_text(
-        f"name: x\noutput_dir: {tmp_path}\ndata: {{dataset: image_folder, root: {tmp_path}/nope}}\n"
-    )
+    config.write_text(f"name: x\noutput_dir: {tmp_path}\ndata: {{dataset: image_folder, root: {tmp_path}/nope}}\n")
     line = _error_line(runner.invoke(app, ["train", str(config)]))
     assert "nope" in line and "does not exist" in line
 
@@ -175,3 +171,28 @@ def test_unexpected_mask_values_are_one_clear_line(tmp_path: Path) -> None:
     )
     line = _error_line(runner.invoke(app, ["train", str(config), "model.params.base_channels=2"]))
     assert "im3.png" in line and "128" in line
+
+
+def test_multiclass_run_reports_per_class_metrics(tmp_path: Path) -> None:
+    config = tmp_path / "multi.yaml"
+    config.write_text("name: multi\n")
+    args = ["train", str(config), f"output_dir={tmp_path}", "data.num_classes=3", *TINY]
+    assert runner.invoke(app, args).exit_code == 0
+    result = runner.invoke(app, ["evaluate", str(tmp_path / "multi"), "--checkpoint", "last"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "multi" / "evaluation" / "test" / "summary.json").read_text())
+    assert set(summary["per_class"]) == {"class_1", "class_2"}
+    assert summary["checkpoint_rule"] == "final training epoch"
+    assert "Class `class_2`" in (tmp_path / "multi" / "evaluation" / "test" / "report.md").read_text()
+
+
+def test_same_seed_same_history(tmp_path: Path) -> None:
+    config = tmp_path / "seeded.yaml"
+    config.write_text("name: seeded\n")
+    histories = []
+    for name in ("a", "b"):
+        args = ["train", str(config), f"output_dir={tmp_path}", f"name={name}", "train.deterministic=true", *TINY]
+        assert runner.invoke(app, args).exit_code == 0
+        with (tmp_path / name / "metrics.csv").open() as handle:
+            histories.append([{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(handle)])
+    assert histories[0] == histories[1]
