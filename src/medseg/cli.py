@@ -75,7 +75,7 @@ def evaluate(
         str | None, typer.Option(help="split to evaluate (default: eval.split of the run)")
     ] = None,
     checkpoint: Annotated[str, typer.Option(help="best, last or a .ckpt path")] = "best",
-    protocol: Annotated[str, typer.Option(help="evaluation protocol")] = "perimage",
+    protocol: Annotated[str | None, typer.Option(help="evaluation protocol (default: eval.protocol of the run)")] = None,
 ) -> None:
     """Evaluate a run: per-case JSON, summary.json and a Markdown report with overlays."""
     with _user_errors():

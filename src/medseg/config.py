@@ -231,6 +231,7 @@ class EvalConfig(_Section):
 
     Attributes:
         split: which split to evaluate.
+        protocol: evaluation protocol name (``medseg evaluate --protocol`` overrides it).
         threshold: probability threshold of a binary task.
         hd95_empty: HD95 when exactly one of prediction and ground truth is empty: ``nan`` (reported as
             undefined and left out of the mean) or ``diagonal`` (the image diagonal, a worst-case penalty).
@@ -240,6 +241,7 @@ class EvalConfig(_Section):
     """
 
     split: str = "test"
+    protocol: str = "perimage"
     threshold: float = Field(0.5, gt=0, lt=1)
     hd95_empty: Literal["nan", "diagonal"] = "nan"
     both_empty: Literal["one", "nan"] = "one"

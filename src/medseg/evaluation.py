@@ -69,7 +69,7 @@ def evaluate_run(
     run_dir: str | Path,
     split: str | None = None,
     checkpoint: str = "best",
-    protocol: str = "perimage",
+    protocol: str | None = None,
     progress: bool = True,
 ) -> EvaluationOutput:
     """Evaluate a run folder written by ``medseg train``.
@@ -82,7 +82,7 @@ def evaluate_run(
         run_dir: the run folder.
         split: split to evaluate (``eval.split`` of the run's config when ``None``).
         checkpoint: ``best``, ``last`` or a path to a ``.ckpt``.
-        protocol: evaluation protocol name.
+        protocol: evaluation protocol name (``eval.protocol`` of the run's config when ``None``).
         progress: show a progress bar.
 
     Returns:
@@ -108,7 +108,7 @@ def evaluate_run(
     predictor = Predictor.from_checkpoint(ckpt_path)
     reader = build_reader(config.data)
     policy = EmptyPolicy(both_empty=config.eval.both_empty, hd95_empty=config.eval.hd95_empty)
-    evaluator = get_protocol(protocol, policy, config.data.num_classes)
+    evaluator = get_protocol(protocol or config.eval.protocol, policy, config.data.num_classes)
     out_dir = run_dir / "evaluation" / split
     overlay_dir = out_dir / "overlays"
     overlay_dir.mkdir(parents=True, exist_ok=True)

@@ -58,6 +58,36 @@ class Predictor:
         model.load_state_dict(state)
         return cls(model, config, device)
 
+    def prepare(self, image: np.ndarray) -> torch.Tensor:
+        """Normalise a raw image exactly as in training, at its own size.
+
+        Args:
+            image: raw ``(H, W)`` or ``(H, W, C)`` image as read from disk.
+
+        Returns:
+            ``(1, in_channels, H, W)`` float32 tensor on the predictor's device.
+        """
+        array = image if image.ndim == 3 else image[..., None]
+        return torch.from_numpy(prepare_image(array, self.config.data)).unsqueeze(0).to(self.device)
+
+    @torch.inference_mode()
+    def probabilities(self, batch: torch.Tensor) -> torch.Tensor:
+        """Run the model on prepared images of any size, padding to ``output_stride`` and cropping back.
+
+        Args:
+            batch: ``(N, in_channels, H, W)`` prepared images.
+
+        Returns:
+            ``(N, K, H, W)`` float32 probabilities (sigmoid for one channel, softmax otherwise).
+        """
+        height, width = batch.shape[-2:]
+        stride = self.model.output_stride
+        pad_h, pad_w = (-height) % stride, (-width) % stride
+        mode = "reflect" if pad_h < height and pad_w < width else "constant"
+        logits = self.model(F.pad(batch.to(self.device), (0, pad_w, 0, pad_h), mode=mode))
+        logits = logits[..., :height, :width].float()
+        return torch.sigmoid(logits) if logits.shape[1] == 1 else torch.softmax(logits, dim=1)
+
     @torch.inference_mode()
     def predict_proba(self, image: np.ndarray) -> np.ndarray:
         """Class probabilities at the image's own size.
@@ -68,17 +98,11 @@ class Predictor:
         Returns:
             ``(K, H, W)`` float32 probabilities; K = 1 (foreground) for a binary task.
         """
-        array = image if image.ndim == 3 else image[..., None]
-        height, width = array.shape[:2]
-        tensor = torch.from_numpy(prepare_image(array, self.config.data)).unsqueeze(0).to(self.device)
+        tensor = self.prepare(image)
+        height, width = tensor.shape[-2:]
         size = self.config.data.image_size
         tensor = F.interpolate(tensor, size=(size, size), mode="bilinear", align_corners=False)
-        stride = self.model.output_stride
-        pad = (-size) % stride
-        tensor = F.pad(tensor, (0, pad, 0, pad), mode="reflect" if pad < size else "constant")
-        logits = self.model(tensor)[..., :size, :size].float()
-        probs = torch.sigmoid(logits) if logits.shape[1] == 1 else torch.softmax(logits, dim=1)
-        probs = F.interpolate(probs, size=(height, width), mode="bilinear", align_corners=False)
+        probs = F.interpolate(self.probabilities(tensor), size=(height, width), mode="bilinear", align_corners=False)
         return probs[0].cpu().numpy()
 
     def predict(self, image: np.ndarray) -> np.ndarray:
