@@ -148,9 +148,10 @@ def models(
     table = Table("name", "parameters", "stated", "configuration", "paper")
     for row in rows:
         stated = f"{row['reference_params'] / 1e6:.2f} M" if row["reference_params"] else "-"
-        table.add_row(
-            row["name"], f"{row['params'] / 1e6:.2f} M", stated, json.dumps(row["kwargs"]), row["paper"]
-        )
+        kwargs = dict(row["kwargs"])
+        channels = f"{kwargs.pop('in_channels', '?')} -> {kwargs.pop('num_classes', '?')}"
+        setting = " ".join([channels, *(f"{key}={value}" for key, value in kwargs.items())])
+        table.add_row(row["name"], f"{row['params'] / 1e6:.2f} M", stated, setting, row["paper"])
     console.print(table)
 
 
