@@ -183,7 +183,7 @@ def test_multiclass_run_reports_per_class_metrics(tmp_path: Path) -> None:
     summary = json.loads((tmp_path / "multi" / "evaluation" / "test" / "summary.json").read_text())
     assert set(summary["per_class"]) == {"class_1", "class_2"}
     assert summary["checkpoint_rule"] == "final training epoch"
-    assert "Class `class_2`" in (tmp_path / "multi" / "evaluation" / "test" / "report.md").read_text()
+    assert "| class_2 |" in (tmp_path / "multi" / "evaluation" / "test" / "report.md").read_text()
 
 
 def test_same_seed_same_history(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from medseg.errors import MedsegError
 
@@ -112,6 +112,8 @@ class DataConfig(_Section):
         image_size: training and inference size (square side in pixels).
         in_channels: image channels fed to the model (grey images are repeated, RGB converted to grey if 1).
         num_classes: number of classes including background (2 = binary, sigmoid head with one channel).
+        class_names: names of the foreground classes 1..num_classes-1, used in reports (``class_1`` ... when
+            unset).
         label_map: mask value -> class index, e.g. ``{255: 1}``; values not listed are an error.
         mask_threshold: binarise grey masks at this value first (for lossy JPEG masks), ``null`` to keep values.
         val_fraction: share of the training cases held out for validation when no official split exists.
@@ -130,6 +132,7 @@ class DataConfig(_Section):
     image_size: int = Field(128, ge=8)
     in_channels: int = Field(3, ge=1)
     num_classes: int = Field(2, ge=2)
+    class_names: list[str] | None = None
     label_map: dict[int, int] | None = None
     mask_threshold: int | None = None
     val_fraction: float = Field(0.1, ge=0, lt=1)
@@ -279,6 +282,21 @@ class ExperimentConfig(_Section):
         if not re.fullmatch(r"[A-Za-z0-9._-]+", value):
             raise ValueError("use letters, digits, '.', '_' and '-' only")
         return value
+
+    @model_validator(mode="after")
+    def _class_names_fit(self) -> ExperimentConfig:
+        names = self.data.class_names
+        if names is not None and len(names) != self.data.num_classes - 1:
+            raise ValueError(
+                f"data.class_names needs {self.data.num_classes - 1} names (foreground classes), got {len(names)}"
+            )
+        return self
+
+    @property
+    def foreground_names(self) -> tuple[str, ...]:
+        """Names of the foreground classes (``data.class_names`` or ``class_1`` ...)."""
+        names = self.data.class_names or [f"class_{index}" for index in range(1, self.data.num_classes)]
+        return tuple(names)
 
     @property
     def binary(self) -> bool:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 from PIL import Image
 from rich.progress import track
@@ -18,7 +19,7 @@ from medseg.engine.checkpoint import CheckpointError
 from medseg.errors import MedsegError
 from medseg.inference import Predictor
 from medseg.metrics import EmptyPolicy
-from medseg.protocols import CaseResult, get_protocol
+from medseg.protocols import CaseResult, ProtocolContext, get_protocol
 from medseg.reports import overlay
 from medseg.reports.markdown import evaluation_report
 
@@ -53,6 +54,19 @@ def _read_run_config(run_dir: Path) -> ExperimentConfig:
     if not path.is_file():
         raise MedsegError(f"{run_dir} is not a medseg run folder (no config.yaml)")
     return config_from_dict(yaml.safe_load(path.read_text()))
+
+
+def _display_slice(image: np.ndarray, mask: np.ndarray, prediction: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The slice of a volume with the most ground-truth foreground, for the overlay."""
+    index = int(np.argmax((mask > 0).reshape(mask.shape[0], -1).sum(1)))
+    return image[index], mask[index], prediction[index]
+
+
+def _resize_labels(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Nearest-neighbour resize of a label map or image to ``shape[:2]`` (for overlays only)."""
+    rows = (np.arange(shape[0]) * array.shape[0] / shape[0]).astype(int)
+    cols = (np.arange(shape[1]) * array.shape[1] / shape[1]).astype(int)
+    return array[rows][:, cols]
 
 
 def _json_ready(value: Any) -> Any:
@@ -91,16 +105,12 @@ def evaluate_run(
     run_dir = Path(run_dir)
     config = _read_run_config(run_dir)
     split = split or config.eval.split
-    ckpt_path = (
-        run_dir / "checkpoints" / f"{checkpoint}.ckpt" if checkpoint in CHECKPOINT_RULES else Path(checkpoint)
-    )
+    ckpt_path = run_dir / "checkpoints" / f"{checkpoint}.ckpt" if checkpoint in CHECKPOINT_RULES else Path(checkpoint)
     if not ckpt_path.is_file():
         raise CheckpointError(f"checkpoint {ckpt_path} does not exist; was the run trained to the end?")
     splits = load_splits(run_dir / "splits.json")
     if split not in splits:
-        raise MedsegError(
-            f"split {split!r} is not in {run_dir / 'splits.json'}; available: {', '.join(splits)}"
-        )
+        raise MedsegError(f"split {split!r} is not in {run_dir / 'splits.json'}; available: {', '.join(splits)}")
     case_ids = splits[split]
     if not case_ids:
         raise MedsegError(f"split {split!r} of {run_dir} is empty")
@@ -108,7 +118,14 @@ def evaluate_run(
     predictor = Predictor.from_checkpoint(ckpt_path)
     reader = build_reader(config.data)
     policy = EmptyPolicy(both_empty=config.eval.both_empty, hd95_empty=config.eval.hd95_empty)
-    evaluator = get_protocol(protocol or config.eval.protocol, policy, config.data.num_classes)
+    context = ProtocolContext(
+        num_classes=config.data.num_classes,
+        image_size=config.data.image_size,
+        class_names=config.foreground_names,
+        threshold=config.eval.threshold,
+        policy=policy,
+    )
+    evaluator = get_protocol(protocol or config.eval.protocol, context)
     out_dir = run_dir / "evaluation" / split
     overlay_dir = out_dir / "overlays"
     overlay_dir.mkdir(parents=True, exist_ok=True)
@@ -117,11 +134,20 @@ def evaluate_run(
     overlay_every = max(1, math.ceil(len(case_ids) / config.eval.overlays)) if config.eval.overlays else 0
     overlays: list[str] = []
     for index, case_id in enumerate(track(case_ids, description=f"evaluating {split}", disable=not progress)):
-        case = reader.load(case_id)
-        result = evaluator.evaluate_case(predictor, case)
+        if reader.is_volume(case_id):
+            volume = reader.load_volume(case_id)
+            result = evaluator.evaluate_volume(predictor, volume)
+            image, truth, prediction = _display_slice(volume.image, volume.mask, result.prediction)
+        else:
+            case = reader.load(case_id)
+            result = evaluator.evaluate_case(predictor, case)
+            image, truth, prediction = case.image, case.mask, result.prediction
         if overlay_every and index % overlay_every == 0:
             name = f"overlays/{case_id}.png"
-            Image.fromarray(overlay(case.image, result.prediction, case.mask)).save(out_dir / name)
+            if prediction.shape != truth.shape:  # protocols that score at the input size
+                truth = _resize_labels(truth, prediction.shape)
+                image = _resize_labels(image, prediction.shape)
+            Image.fromarray(overlay(image, prediction, truth)).save(out_dir / name)
             overlays.append(name)
         result.prediction = None
         results.append(result)
@@ -133,11 +159,10 @@ def evaluate_run(
         "protocol": evaluator.name,
         "protocol_description": evaluator.description,
         "split": split,
-        "checkpoint": str(ckpt_path.relative_to(run_dir))
-        if ckpt_path.is_relative_to(run_dir)
-        else str(ckpt_path),
+        "checkpoint": str(ckpt_path.relative_to(run_dir)) if ckpt_path.is_relative_to(run_dir) else str(ckpt_path),
         "checkpoint_rule": CHECKPOINT_RULES.get(checkpoint, "checkpoint given by path"),
         "num_cases": len(results),
+        "input_size": config.data.image_size,
         "empty_policy": {"both_empty": policy.both_empty, "hd95_empty": policy.hd95_empty},
         **evaluator.summarize(results),
     }

@@ -3,6 +3,7 @@
 * :mod:`medseg.metrics.binary`: policy-free numpy metrics of two binary masks (2D or 3D).
 * :mod:`medseg.metrics.cases`: per-case metrics with :class:`EmptyPolicy` (binary and multi-class).
 * :mod:`medseg.metrics.summary`: dataset-level mean/std/median that count undefined values.
+* :mod:`medseg.metrics.conventions`: formulas and empty-mask conventions of published evaluation scripts.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from medseg.metrics.binary import (
     symmetric_surface_distances,
 )
 from medseg.metrics.cases import CASE_METRICS, EmptyPolicy, binary_case_metrics, multiclass_case_metrics
+from medseg.metrics.conventions import global_confusion_metrics, transunet_case_metrics, uctransnet_case_metrics
 from medseg.metrics.summary import DEFAULT_SUMMARY_METRICS, summarize
 
 __all__ = [
@@ -33,6 +35,7 @@ __all__ = [
     "binary_case_metrics",
     "confusion_counts",
     "dice",
+    "global_confusion_metrics",
     "hd95",
     "hd95_from_distances",
     "iou",
@@ -43,4 +46,6 @@ __all__ = [
     "summarize",
     "surface_distances",
     "symmetric_surface_distances",
+    "transunet_case_metrics",
+    "uctransnet_case_metrics",
 ]

@@ -1,7 +1,8 @@
-"""Evaluation protocols: named objects that own inference, metric definitions and aggregation.
+"""Evaluation protocols: named objects that own inference resizing, metric definitions and aggregation.
 
-Every summary a protocol writes names the protocol, the split, the checkpoint rule and the number of cases, so
-numbers computed under different rules are never mixed up.
+Papers disagree on resizing, thresholds, empty masks and aggregation, so their numbers are only comparable under
+the same rules. Every summary a protocol writes names the protocol, the split, the checkpoint rule and the number
+of cases, so numbers computed under different rules are never mixed up.
 """
 
 from __future__ import annotations
@@ -10,26 +11,46 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from medseg.data import LoadedCase
+from medseg.errors import MedsegError
 from medseg.inference import Predictor
-from medseg.metrics import EmptyPolicy, binary_case_metrics, multiclass_case_metrics, summarize
+from medseg.metrics import EmptyPolicy, summarize
 
-__all__ = ["CaseResult", "PerImageProtocol", "Protocol", "get_protocol", "list_protocols"]
+__all__ = ["CaseResult", "Protocol", "ProtocolContext", "resize_bilinear"]
 
-METRICS = ("dice", "iou", "precision", "recall", "hd95")
+
+@dataclass(frozen=True)
+class ProtocolContext:
+    """What a protocol needs to know about the task.
+
+    Attributes:
+        num_classes: classes including background (2 = binary).
+        image_size: the model's input size (training size); protocols that resize use it.
+        class_names: names of the foreground classes 1..K-1.
+        threshold: probability threshold of a binary task.
+        policy: empty-mask policy of the configurable protocols.
+    """
+
+    num_classes: int
+    image_size: int
+    class_names: tuple[str, ...]
+    threshold: float = 0.5
+    policy: EmptyPolicy = field(default_factory=EmptyPolicy)
 
 
 @dataclass
 class CaseResult:
-    """Metrics of one evaluated case, plus its prediction for overlays.
+    """Metrics of one evaluated case (image or volume), plus its prediction for overlays.
 
     Attributes:
         case_id: the case.
-        metrics: metric name -> value (NaN where undefined under the empty-mask policy).
+        metrics: metric name -> value (NaN where undefined).
         per_class: class name -> metric name -> value (multi-class tasks only).
-        info: extra fields written with the case (size, empty-mask case).
-        prediction: the predicted label map (kept only for overlays).
+        info: extra fields written with the case (size, empty-mask case, pixel counts).
+        prediction: the predicted label map (kept only until the overlay is drawn).
     """
 
     case_id: str
@@ -50,100 +71,87 @@ def _clean(values: dict[str, Any]) -> dict[str, Any]:
     return {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in values.items()}
 
 
+def resize_bilinear(array: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear resize of an ``(N, C, H, W)`` tensor with half-pixel centres and no anti-aliasing.
+
+    This is what OpenCV's ``INTER_LINEAR`` and torchvision's tensor resize without antialias compute.
+
+    Args:
+        array: the tensor.
+        size: ``(height, width)``.
+
+    Returns:
+        The resized tensor.
+    """
+    if tuple(array.shape[-2:]) == tuple(size):
+        return array
+    return F.interpolate(array, size=size, mode="bilinear", align_corners=False)
+
+
 class Protocol:
-    """Base class: evaluate a predictor on cases and aggregate.
+    """Base class: predict one case and compute its metrics; aggregate the cases.
 
     Attributes:
         name: registry name.
         description: one sentence saying what the protocol computes.
+        volumetric: whether cases are 3D volumes (evaluated per volume) rather than 2D images.
+        metrics: the per-case metrics the summary aggregates.
+
+    Args:
+        context: the task description.
     """
 
     name: str = ""
     description: str = ""
+    volumetric: bool = False
+    metrics: tuple[str, ...] = ("dice", "iou", "precision", "recall", "hd95")
+
+    def __init__(self, context: ProtocolContext) -> None:
+        self.context = context
 
     def evaluate_case(self, predictor: Predictor, case: LoadedCase) -> CaseResult:
-        """Predict one case and compute its metrics.
+        """Predict one 2D case and compute its metrics.
 
         Args:
             predictor: the model with its preprocessing.
-            case: the loaded case (image and ground truth).
+            case: the loaded image and ground truth.
 
         Returns:
             The case's metrics and prediction.
         """
-        raise NotImplementedError
+        raise MedsegError(f"protocol {self.name} evaluates volumes, but this split holds 2D images")
+
+    def evaluate_volume(self, predictor: Predictor, volume: Any) -> CaseResult:
+        """Predict one volume slice by slice and compute its metrics.
+
+        Args:
+            predictor: the model with its preprocessing.
+            volume: the loaded volume (:class:`medseg.data.LoadedVolume`).
+
+        Returns:
+            The volume's metrics and 3D prediction.
+        """
+        raise MedsegError(
+            f"protocol {self.name} evaluates 2D images, but this split holds volumes; "
+            "use a per-volume protocol such as transunet_acdc or transunet_synapse"
+        )
 
     def summarize(self, results: list[CaseResult]) -> dict[str, Any]:
-        """Aggregate case results: mean, std, median, valid and undefined counts per metric."""
-        summary: dict[str, Any] = {"metrics": summarize([r.metrics for r in results], METRICS)}
+        """Aggregate case results: mean, std, median, valid and undefined counts per metric (and per class).
+
+        Args:
+            results: every evaluated case.
+
+        Returns:
+            ``{"aggregation": "mean over cases", "metrics": {...}, "per_class": {...}}``.
+        """
+        summary: dict[str, Any] = {
+            "aggregation": "mean over cases",
+            "metrics": summarize([r.metrics for r in results], self.metrics),
+        }
         class_names = list(results[0].per_class) if results and results[0].per_class else []
         if class_names:
             summary["per_class"] = {
-                name: summarize([r.per_class[name] for r in results], METRICS) for name in class_names
+                name: summarize([r.per_class[name] for r in results], self.metrics) for name in class_names
             }
         return summary
-
-
-class PerImageProtocol(Protocol):
-    """Per-image metrics at each image's original resolution, averaged over images.
-
-    Binary tasks threshold the foreground probability at ``eval.threshold``; multi-class tasks take the argmax and
-    average the per-class metrics over the foreground classes. HD95 is in pixels. Empty masks follow
-    ``eval.both_empty`` and ``eval.hd95_empty`` (see :class:`medseg.metrics.EmptyPolicy`).
-
-    Args:
-        policy: the empty-mask policy.
-        num_classes: classes including background.
-    """
-
-    name = "perimage"
-    description = (
-        "per-image Dice/IoU/precision/recall/HD95 (pixels) at the original resolution, mean over images"
-    )
-
-    def __init__(self, policy: EmptyPolicy, num_classes: int) -> None:
-        self.policy = policy
-        self.num_classes = num_classes
-
-    def evaluate_case(self, predictor: Predictor, case: LoadedCase) -> CaseResult:
-        prediction = predictor.predict(case.image)
-        info: dict[str, Any] = {"height": int(case.mask.shape[0]), "width": int(case.mask.shape[1])}
-        if self.num_classes == 2:
-            values = binary_case_metrics(prediction > 0, case.mask > 0, policy=self.policy)
-            info["empty_case"] = values.pop("empty_case")
-            metrics = {k: float(v) for k, v in values.items() if k in METRICS}
-            return CaseResult(case.case_id, metrics, info=info, prediction=prediction)
-        values = multiclass_case_metrics(prediction, case.mask, self.num_classes, policy=self.policy)
-        per_class = {
-            name: {k: float(v) for k, v in class_values.items() if k in METRICS}
-            for name, class_values in values["per_class"].items()
-        }
-        metrics = {k: float(v) for k, v in values["mean"].items() if k in METRICS}
-        return CaseResult(case.case_id, metrics, per_class=per_class, info=info, prediction=prediction)
-
-
-_PROTOCOLS: dict[str, type[Protocol]] = {PerImageProtocol.name: PerImageProtocol}
-
-
-def list_protocols() -> list[str]:
-    """Return the names of the available protocols."""
-    return sorted(_PROTOCOLS)
-
-
-def get_protocol(name: str, policy: EmptyPolicy, num_classes: int) -> Protocol:
-    """Build a protocol by name.
-
-    Args:
-        name: protocol name, see :func:`list_protocols`.
-        policy: empty-mask policy.
-        num_classes: classes including background.
-
-    Returns:
-        The protocol.
-
-    Raises:
-        ValueError: unknown name, with the valid ones.
-    """
-    if name not in _PROTOCOLS:
-        raise ValueError(f"unknown protocol {name!r}; available: {', '.join(list_protocols())}")
-    return _PROTOCOLS[name](policy, num_classes)

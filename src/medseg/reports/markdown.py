@@ -16,6 +16,9 @@ def _number(value: Any, digits: int = 4) -> str:
 
 
 def _metric_table(metrics: dict[str, dict[str, Any]]) -> list[str]:
+    if all("value" in stats for stats in metrics.values()):
+        rows = [f"| {name} | {_number(stats['value'])} |" for name, stats in metrics.items()]
+        return ["| metric | value |", "|---|---|", *rows]
     lines = ["| metric | mean | std | median | valid | undefined |", "|---|---|---|---|---|---|"]
     for name, stats in metrics.items():
         lines.append(
@@ -25,9 +28,7 @@ def _metric_table(metrics: dict[str, dict[str, Any]]) -> list[str]:
     return lines
 
 
-def evaluation_report(
-    summary: dict[str, Any], cases: Sequence[dict[str, Any]], overlays: Sequence[str]
-) -> str:
+def evaluation_report(summary: dict[str, Any], cases: Sequence[dict[str, Any]], overlays: Sequence[str]) -> str:
     """Render the evaluation report.
 
     Args:
@@ -43,7 +44,8 @@ def evaluation_report(
         "",
         f"- protocol: `{summary['protocol']}` — {summary['protocol_description']}",
         f"- checkpoint: `{summary['checkpoint']}` ({summary['checkpoint_rule']})",
-        f"- model: `{summary['model']}`, cases: {summary['num_cases']}",
+        f"- model: `{summary['model']}`, cases: {summary['num_cases']}, input size {summary['input_size']}",
+        f"- aggregation: {summary['aggregation']}",
         f"- empty-mask policy: both empty -> {summary['empty_policy']['both_empty']}, "
         f"HD95 with one side empty -> {summary['empty_policy']['hd95_empty']}",
         "",
@@ -51,8 +53,19 @@ def evaluation_report(
         "",
         *_metric_table(summary["metrics"]),
     ]
-    for class_name, metrics in summary.get("per_class", {}).items():
-        lines += ["", f"### Class `{class_name}`", "", *_metric_table(metrics)]
+    per_class = summary.get("per_class", {})
+    if per_class:
+        metric_names = list(next(iter(per_class.values())))
+        lines += [
+            "",
+            "## Per class (mean ± std over cases)",
+            "",
+            "| class | " + " | ".join(metric_names) + " |",
+            "|---" * (len(metric_names) + 1) + "|",
+        ]
+        for class_name, metrics in per_class.items():
+            cells = [f"{_number(metrics[m]['mean'])} ± {_number(metrics[m]['std'])}" for m in metric_names]
+            lines.append(f"| {class_name} | " + " | ".join(cells) + " |")
     ranked = sorted(cases, key=lambda case: -1.0 if case.get("dice") is None else case["dice"])
     lines += ["", "## Lowest Dice", "", "| case | Dice | IoU | HD95 |", "|---|---|---|---|"]
     for case in ranked[:5]:

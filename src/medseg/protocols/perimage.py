@@ -1,0 +1,84 @@
+"""Per-image protocols at each image's original resolution."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from medseg.data import LoadedCase
+from medseg.errors import MedsegError
+from medseg.inference import Predictor
+from medseg.metrics import EmptyPolicy, binary_case_metrics, multiclass_case_metrics
+from medseg.protocols.base import CaseResult, Protocol, ProtocolContext
+
+__all__ = ["PerImageBinaryCleanProtocol", "PerImageBinaryProtocol", "PerImageProtocol"]
+
+
+class PerImageProtocol(Protocol):
+    """Per-image metrics at the original resolution, averaged over images, with the configured empty policy.
+
+    Binary tasks threshold the foreground probability; multi-class tasks take the argmax and average the
+    per-class metrics over the foreground classes. Probabilities are predicted at the training size and
+    resized back (bilinear) before thresholding. HD95 is in pixels. Empty masks follow ``eval.both_empty``
+    and ``eval.hd95_empty``.
+    """
+
+    name = "perimage"
+    description = (
+        "per-image Dice/IoU/precision/recall/HD95 (pixels) at the original resolution, mean over images, "
+        "empty masks per eval.both_empty / eval.hd95_empty"
+    )
+
+    def policy(self) -> EmptyPolicy:
+        """The empty-mask policy this protocol applies."""
+        return self.context.policy
+
+    def evaluate_case(self, predictor: Predictor, case: LoadedCase) -> CaseResult:
+        prediction = predictor.predict(case.image)
+        info: dict[str, Any] = {"height": int(case.mask.shape[0]), "width": int(case.mask.shape[1])}
+        if self.context.num_classes == 2:
+            values = binary_case_metrics(prediction > 0, case.mask > 0, policy=self.policy())
+            info["empty_case"] = values.pop("empty_case")
+            metrics = {k: float(values[k]) for k in self.metrics}
+            return CaseResult(case.case_id, metrics, info=info, prediction=prediction)
+        names = ("background", *self.context.class_names)
+        values = multiclass_case_metrics(
+            prediction, case.mask, self.context.num_classes, policy=self.policy(), class_names=names
+        )
+        per_class = {name: {k: float(v[k]) for k in self.metrics} for name, v in values["per_class"].items()}
+        metrics = {k: float(values["mean"][k]) for k in self.metrics}
+        return CaseResult(case.case_id, metrics, per_class=per_class, info=info, prediction=prediction)
+
+
+class PerImageBinaryProtocol(PerImageProtocol):
+    """Kvasir-style binary evaluation: per-image Dice, IoU, precision, recall and HD95 at the original size.
+
+    Threshold 0.5 on the foreground probability. Fixed empty-mask rules: an image where prediction and ground
+    truth are both empty scores 1 (HD95 0); HD95 with exactly one side empty is undefined and counted as such.
+    """
+
+    name = "perimage_binary"
+    description = (
+        "binary per-image Dice/IoU/precision/recall/HD95 (pixels) at the original resolution, threshold 0.5, "
+        "mean over images; both empty = 1, one-sided HD95 undefined"
+    )
+
+    def __init__(self, context: ProtocolContext) -> None:
+        if context.num_classes != 2:
+            raise MedsegError(f"protocol {self.name} is for binary tasks, got {context.num_classes} classes")
+        super().__init__(context)
+
+    def policy(self) -> EmptyPolicy:
+        return EmptyPolicy(both_empty="one", hd95_empty="nan")
+
+
+class PerImageBinaryCleanProtocol(PerImageBinaryProtocol):
+    """As ``perimage_binary``, but an image with both masks empty is undefined (counted, not scored 1)."""
+
+    name = "perimage_binary_clean"
+    description = (
+        "binary per-image metrics at the original resolution; every undefined value (both masks empty, one-sided "
+        "HD95) is reported as undefined and left out of the means"
+    )
+
+    def policy(self) -> EmptyPolicy:
+        return EmptyPolicy(both_empty="nan", hd95_empty="nan")

@@ -1,0 +1,168 @@
+"""TransUNet's per-volume protocol for Synapse and ACDC (also used by SelfReg-UNet, ReSeg-UNet and VM-UNet)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from medseg.errors import MedsegError
+from medseg.inference import Predictor
+from medseg.metrics import EmptyPolicy, binary_case_metrics, transunet_case_metrics
+from medseg.protocols.base import CaseResult, Protocol, ProtocolContext
+
+__all__ = [
+    "TransUNetACDCCleanProtocol",
+    "TransUNetACDCProtocol",
+    "TransUNetCleanProtocol",
+    "TransUNetProtocol",
+    "TransUNetSynapseCleanProtocol",
+    "TransUNetSynapseProtocol",
+    "TransUNetVolumeCleanProtocol",
+    "TransUNetVolumeProtocol",
+    "predict_volume_transunet",
+]
+
+SLICE_BATCH = 16
+
+
+def predict_volume_transunet(predictor: Predictor, image: np.ndarray, size: int) -> np.ndarray:
+    """Predict a volume slice by slice the way TransUNet's ``test_single_volume`` does.
+
+    Each slice is resized to ``size`` with cubic spline interpolation (``scipy.ndimage.zoom`` order 3), prepared
+    as in training, predicted (softmax, argmax), and the label map is resized back with order 0.
+
+    Args:
+        predictor: the model with its preprocessing.
+        image: ``(D, H, W)`` or ``(D, H, W, C)`` volume.
+        size: the model's input size.
+
+    Returns:
+        ``(D, H, W)`` int64 label volume.
+    """
+    depth, height, width = image.shape[:3]
+    zoom_in = (size / height, size / width) + (1,) * (image.ndim - 3)
+    prediction = np.zeros((depth, height, width), dtype=np.int64)
+    for start in range(0, depth, SLICE_BATCH):
+        stop = min(start + SLICE_BATCH, depth)
+        batch = torch.cat(
+            [predictor.prepare(ndimage.zoom(image[i].astype(np.float32), zoom_in, order=3)) for i in range(start, stop)]
+        )
+        probs = predictor.probabilities(batch)
+        labels = (probs[:, 0] > predictor.threshold).long() if probs.shape[1] == 1 else probs.argmax(1)
+        for offset, label_map in enumerate(labels.cpu().numpy()):
+            prediction[start + offset] = ndimage.zoom(label_map, (height / size, width / size), order=0)
+    return prediction
+
+
+class TransUNetProtocol(Protocol):
+    """Per-volume 3D Dice and HD95 per class exactly as TransUNet computes them.
+
+    Slices are resized to the input size with order 3 and the predicted label maps back with order 0. For each
+    foreground class: both masks non-empty -> medpy Dice/HD95 in voxels (no spacing); prediction non-empty and
+    ground truth empty -> (Dice 1, HD95 0); prediction empty -> (0, 0). Per-class values are averaged over
+    volumes and the reported mean is the mean over classes (equal to the mean over all volume-class pairs).
+    Jaccard and ASSD are reported with the same conventions (SelfReg-UNet's ACDC script).
+    """
+
+    volumetric = True
+    metrics = ("dice", "hd95", "jaccard", "assd")
+    expected_classes: int | None = None
+
+    def __init__(self, context: ProtocolContext) -> None:
+        if self.expected_classes is not None and context.num_classes != self.expected_classes:
+            raise MedsegError(
+                f"protocol {self.name} expects {self.expected_classes} classes, the run has {context.num_classes}"
+            )
+        super().__init__(context)
+
+    def class_metrics(self, pred: np.ndarray, truth: np.ndarray, spacing: Any) -> dict[str, float]:
+        """Metrics of one class in one volume under this protocol's conventions."""
+        return transunet_case_metrics(pred, truth)
+
+    def evaluate_volume(self, predictor: Predictor, volume: Any) -> CaseResult:
+        prediction = predict_volume_transunet(predictor, volume.image, self.context.image_size)
+        per_class = {
+            name: self.class_metrics(prediction == index, volume.mask == index, volume.spacing)
+            for index, name in enumerate(self.context.class_names, start=1)
+        }
+        metrics = {
+            key: float(np.nanmean(values)) if not np.isnan(values).all() else float("nan")
+            for key in self.metrics
+            for values in [np.array([per_class[name][key] for name in per_class], dtype=float)]
+        }
+        info = {
+            "slices": int(volume.mask.shape[0]),
+            "height": int(volume.mask.shape[1]),
+            "width": int(volume.mask.shape[2]),
+        }
+        return CaseResult(volume.case_id, metrics, per_class=per_class, info=info, prediction=prediction)
+
+
+class TransUNetCleanProtocol(TransUNetProtocol):
+    """Same prediction as TransUNet, but spacing-aware HD95/ASSD (mm when the volume has a spacing) and
+    undefined values reported as such: both masks empty -> undefined; one mask empty -> Dice 0, HD95 undefined.
+    """
+
+    def class_metrics(self, pred: np.ndarray, truth: np.ndarray, spacing: Any) -> dict[str, float]:
+        values = binary_case_metrics(pred, truth, spacing, EmptyPolicy(both_empty="nan", hd95_empty="nan"))
+        return {"dice": values["dice"], "hd95": values["hd95"], "jaccard": values["iou"], "assd": values["assd"]}
+
+
+FAITHFUL = (
+    "TransUNet per-volume protocol ({dataset}): slices zoomed (order 3) to the input size and back (order 0), "
+    "medpy Dice/HD95 in voxels per class, (1, 0) for a prediction on an absent class, (0, 0) for a miss; "
+    "mean over classes of per-class means over volumes"
+)
+CLEAN = (
+    "TransUNet per-volume prediction ({dataset}) with spacing-aware HD95/ASSD; a class absent from both masks "
+    "and one-sided HD95 are undefined and left out of the means"
+)
+
+
+class TransUNetSynapseProtocol(TransUNetProtocol):
+    """TransUNet's Synapse protocol (9 classes: background and 8 organs)."""
+
+    name = "transunet_synapse"
+    description = FAITHFUL.format(dataset="Synapse")
+    expected_classes = 9
+
+
+class TransUNetACDCProtocol(TransUNetProtocol):
+    """TransUNet's protocol applied to ACDC (4 classes: background, RV, myocardium, LV)."""
+
+    name = "transunet_acdc"
+    description = FAITHFUL.format(dataset="ACDC")
+    expected_classes = 4
+
+
+class TransUNetVolumeProtocol(TransUNetProtocol):
+    """TransUNet's per-volume conventions for any volumetric dataset and number of classes."""
+
+    name = "transunet_volume"
+    description = FAITHFUL.format(dataset="any classes")
+
+
+class TransUNetSynapseCleanProtocol(TransUNetCleanProtocol):
+    """Clean variant of ``transunet_synapse``."""
+
+    name = "transunet_synapse_clean"
+    description = CLEAN.format(dataset="Synapse")
+    expected_classes = 9
+
+
+class TransUNetACDCCleanProtocol(TransUNetCleanProtocol):
+    """Clean variant of ``transunet_acdc``."""
+
+    name = "transunet_acdc_clean"
+    description = CLEAN.format(dataset="ACDC")
+    expected_classes = 4
+
+
+class TransUNetVolumeCleanProtocol(TransUNetCleanProtocol):
+    """Clean variant of ``transunet_volume``."""
+
+    name = "transunet_volume_clean"
+    description = CLEAN.format(dataset="any classes")

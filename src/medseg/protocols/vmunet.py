@@ -1,0 +1,64 @@
+"""The VM-UNet / ASC-Seg protocol: one confusion matrix over every pixel of the evaluated set."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from medseg.data import LoadedCase
+from medseg.errors import MedsegError
+from medseg.inference import Predictor
+from medseg.metrics import confusion_counts, global_confusion_metrics
+from medseg.protocols.base import CaseResult, Protocol, ProtocolContext, resize_bilinear
+
+__all__ = ["VMUNetGlobalProtocol"]
+
+GLOBAL_METRICS = ("dsc", "miou", "accuracy", "specificity", "sensitivity", "precision")
+
+
+class VMUNetGlobalProtocol(Protocol):
+    """Dataset-level (micro) scores at the model's input size (256 in the papers).
+
+    Image and mask are resized bilinearly to the input size; the soft resized mask is binarised with ``>= 0.5``
+    and the prediction with probability ``>= 0.5``. All pixels of the set form one confusion matrix, giving DSC,
+    "mIoU" (foreground IoU, as those papers name it), accuracy, specificity and sensitivity. Per-image Dice is
+    recorded for each case only to rank cases in the report.
+    """
+
+    name = "vmunet_global"
+    description = (
+        "VM-UNet/ASC-Seg: mask resized bilinearly to the input size and thresholded at 0.5, prediction >= 0.5, "
+        "one confusion matrix over all pixels of the set (DSC, foreground IoU as mIoU, Acc, Spe, Sen)"
+    )
+    metrics = ("dice",)
+
+    def __init__(self, context: ProtocolContext) -> None:
+        if context.num_classes != 2:
+            raise MedsegError(f"protocol {self.name} is for binary tasks, got {context.num_classes} classes")
+        super().__init__(context)
+
+    def evaluate_case(self, predictor: Predictor, case: LoadedCase) -> CaseResult:
+        size = (self.context.image_size, self.context.image_size)
+        probs = predictor.probabilities(resize_bilinear(predictor.prepare(case.image), size))
+        prediction = (probs[0, 0] >= self.context.threshold).cpu().numpy()
+        mask = torch.from_numpy((case.mask > 0).astype(np.float32))[None, None]
+        truth = (resize_bilinear(mask, size)[0, 0] >= 0.5).numpy()
+        tp, fp, fn, tn = confusion_counts(prediction, truth)
+        dice = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else float("nan")
+        return CaseResult(
+            case.case_id,
+            {"dice": dice},
+            info={"tp": tp, "fp": fp, "fn": fn, "tn": tn},
+            prediction=prediction.astype(np.int64),
+        )
+
+    def summarize(self, results: list[CaseResult]) -> dict[str, Any]:
+        totals = {key: sum(int(r.info[key]) for r in results) for key in ("tp", "fp", "fn", "tn")}
+        scores = global_confusion_metrics(**totals)
+        return {
+            "aggregation": "one confusion matrix over all pixels of the set",
+            "metrics": {name: {"value": scores[name]} for name in GLOBAL_METRICS},
+            "confusion": totals,
+        }
