@@ -48,3 +48,8 @@ def test_feature_widths_follow_filters() -> None:
     assert [f.shape[1] for f in out.encoder] == [8, 8, 16, 16]
     assert out.bottleneck.shape[1:] == (32, 4, 4)
     assert [f.shape[1:] for f in out.decoder] == [(16, 8, 8), (16, 16, 16), (8, 32, 32)]
+
+
+class TestResUNetPPTaMoSC(TestResUNetPlusPlus):
+    small_kwargs = {**TestResUNetPlusPlus.small_kwargs, "skip": "tamosc", "skip_params": {"fuse_channels": 8}}
+    reference_configs = []

@@ -37,3 +37,20 @@ def test_unknown_argument_is_named() -> None:
 def test_unknown_model_lists_choices() -> None:
     with pytest.raises(KeyError, match=r"unknown model 'unett'.*unet"):
         create_model("unett")
+
+
+class TestUNetTaMoSC(TestUNet):
+    small_kwargs = {"base_channels": 8, "skip": "tamosc", "skip_params": {"fuse_channels": 8, "num_experts": 3}}
+    reference_configs = []
+
+    def test_balance_loss_only_in_training(self) -> None:
+        model = self.build()
+        x = torch.randn(2, 3, 32, 32)
+        loss = model.train().forward_features(x).aux_losses["tamosc_balance"]
+        assert loss.ndim == 0 and loss.item() >= 0
+        assert model.eval().forward_features(x).aux_losses == {}
+
+
+def test_unknown_skip_kind_is_named() -> None:
+    with pytest.raises(ValueError, match=r"unknown skip kind 'moe'; valid: identity, tamosc"):
+        create_model("unet", skip="moe")

@@ -25,6 +25,7 @@ official code. It returns logits (the Keras model ends in a sigmoid, the PyTorch
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -35,6 +36,7 @@ from medseg.models.layers.attention import ResUNetPPAttention
 from medseg.models.layers.residual import PreActResidualSE
 from medseg.models.layers.se import SqueezeExcitation
 from medseg.models.registry import register_model
+from medseg.models.skips import build_skips
 
 __all__ = ["ResUNetPlusPlus"]
 
@@ -87,6 +89,9 @@ class ResUNetPlusPlus(SegmentationModel):
             mirrors them (``filters[3]``, ``filters[2]``, ``filters[1]``) and the head ASPP has ``filters[0]``.
         se_reduction: squeeze ratio of every squeeze-excitation (8 in the official code); a width below it
             gets a hidden size of 1.
+        skip: skip connections: ``identity`` (as published) or ``tamosc`` (UTANet's mixture of skip experts over
+            the three decoder skips; balance loss in ``aux_losses["tamosc_balance"]`` during training).
+        skip_params: keyword arguments of the skip module (see :class:`~medseg.models.skips.TaMoSC`).
 
     Example:
         >>> model = ResUNetPlusPlus(in_channels=3, num_classes=1)
@@ -102,6 +107,8 @@ class ResUNetPlusPlus(SegmentationModel):
         num_classes: int = 1,
         filters: Sequence[int] = (16, 32, 64, 128, 256),
         se_reduction: int = 8,
+        skip: str = "identity",
+        skip_params: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if len(filters) != 5:
@@ -114,6 +121,7 @@ class ResUNetPlusPlus(SegmentationModel):
         self.enc3 = PreActResidualSE(f1, f2, 2, se_reduction)
         self.enc4 = PreActResidualSE(f2, f3, 2, se_reduction)
         self.bridge = SummedASPP(f3, f4)
+        self.skips = build_skips(skip, [f0, f1, f2], skip_params)
         self.dec1 = _Decoder(f2, f4, f3, se_reduction)
         self.dec2 = _Decoder(f1, f3, f2, se_reduction)
         self.dec3 = _Decoder(f0, f2, f1, se_reduction)
@@ -134,13 +142,15 @@ class ResUNetPlusPlus(SegmentationModel):
         c3 = self.enc3(c2)
         c4 = self.enc4(c3)
         bridge = self.bridge(c4)
-        d1 = self.dec1(c3, bridge)
-        d2 = self.dec2(c2, d1)
-        d3 = self.dec3(c1, d2)
+        (s1, s2, s3), aux_losses = self.skips([c1, c2, c3])
+        d1 = self.dec1(s3, bridge)
+        d2 = self.dec2(s2, d1)
+        d3 = self.dec3(s1, d2)
         return SegOutput(
             logits=self.head(d3),
             encoder=[c1, c2, c3, c4],
             bottleneck=bridge,
             decoder=[d1, d2, d3],
             final=d3,
+            aux_losses=aux_losses,
         )

@@ -8,6 +8,8 @@ version has 31.04 M parameters (3 -> 9). Both counts are those of the official c
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -15,6 +17,7 @@ from torch import nn
 from medseg.models.base import SegmentationModel, SegOutput
 from medseg.models.layers import DoubleConv
 from medseg.models.registry import register_model
+from medseg.models.skips import build_skips
 
 __all__ = ["UNet"]
 
@@ -58,6 +61,9 @@ class UNet(SegmentationModel):
         num_classes: logit channels (1 for a binary task).
         base_channels: width of the first stage; stages use 1x, 2x, 4x, 8x, 16x this.
         bilinear: bilinear up-sampling (halved decoder widths) instead of transposed convolutions.
+        skip: skip connections: ``identity`` (plain) or ``tamosc`` (UTANet's mixture of skip experts over the four
+            encoder stages; its balance loss is reported in ``aux_losses["tamosc_balance"]`` during training).
+        skip_params: keyword arguments of the skip module (see :class:`~medseg.models.skips.TaMoSC`).
 
     Example:
         >>> model = UNet(in_channels=3, num_classes=2)
@@ -68,7 +74,13 @@ class UNet(SegmentationModel):
     output_stride = 16
 
     def __init__(
-        self, in_channels: int = 3, num_classes: int = 1, base_channels: int = 64, bilinear: bool = False
+        self,
+        in_channels: int = 3,
+        num_classes: int = 1,
+        base_channels: int = 64,
+        bilinear: bool = False,
+        skip: str = "identity",
+        skip_params: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.in_channels = in_channels
@@ -80,6 +92,7 @@ class UNet(SegmentationModel):
         self.down2 = _Down(widths[1], widths[2])
         self.down3 = _Down(widths[2], widths[3])
         self.down4 = _Down(widths[3], widths[4] // factor)
+        self.skips = build_skips(skip, widths[:4], skip_params)
         self.up1 = _Up(widths[4], widths[3] // factor, bilinear)
         self.up2 = _Up(widths[3], widths[2] // factor, bilinear)
         self.up3 = _Up(widths[2], widths[1] // factor, bilinear)
@@ -101,14 +114,16 @@ class UNet(SegmentationModel):
         x3 = self.down2(x2)
         x4 = self.down3(x3)
         bottleneck = self.down4(x4)
-        d1 = self.up1(bottleneck, x4)
-        d2 = self.up2(d1, x3)
-        d3 = self.up3(d2, x2)
-        d4 = self.up4(d3, x1)
+        (s1, s2, s3, s4), aux_losses = self.skips([x1, x2, x3, x4])
+        d1 = self.up1(bottleneck, s4)
+        d2 = self.up2(d1, s3)
+        d3 = self.up3(d2, s2)
+        d4 = self.up4(d3, s1)
         return SegOutput(
             logits=self.head(d4),
             encoder=[x1, x2, x3, x4],
             bottleneck=bottleneck,
             decoder=[d1, d2, d3, d4],
             final=d4,
+            aux_losses=aux_losses,
         )
