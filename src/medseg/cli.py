@@ -60,10 +60,10 @@ def train(
     """Train a configuration; writes runs/<name>/ (config, splits, checkpoints, metrics.csv, progress.png)."""
     with _user_errors():
         from medseg.config import load_config
-        from medseg.engine import train as run_training
+        from medseg.recipes import train_experiment
 
         experiment = load_config(config, overrides or [])
-        result = run_training(experiment)
+        result = train_experiment(experiment)
     console.print(f"run folder: [bold]{result.run_dir}[/]  best validation Dice {result.best_val_dice:.4f}")
     console.print(f"next: medseg evaluate {result.run_dir}")
 
@@ -71,11 +71,11 @@ def train(
 @app.command()
 def evaluate(
     run_dir: Annotated[Path, typer.Argument(help="run folder written by `medseg train`")],
-    split: Annotated[
-        str | None, typer.Option(help="split to evaluate (default: eval.split of the run)")
-    ] = None,
+    split: Annotated[str | None, typer.Option(help="split to evaluate (default: eval.split of the run)")] = None,
     checkpoint: Annotated[str, typer.Option(help="best, last or a .ckpt path")] = "best",
-    protocol: Annotated[str | None, typer.Option(help="evaluation protocol (default: eval.protocol of the run)")] = None,
+    protocol: Annotated[
+        str | None, typer.Option(help="evaluation protocol (default: eval.protocol of the run)")
+    ] = None,
 ) -> None:
     """Evaluate a run: per-case JSON, summary.json and a Markdown report with overlays."""
     with _user_errors():
@@ -83,9 +83,7 @@ def evaluate(
 
         output = evaluate_run(run_dir, split, checkpoint, protocol)
     metrics = output.summary["metrics"]
-    line = ", ".join(
-        f"{name} {stats['mean']:.4f}" for name, stats in metrics.items() if stats["mean"] is not None
-    )
+    line = ", ".join(f"{name} {stats['mean']:.4f}" for name, stats in metrics.items() if stats["mean"] is not None)
     console.print(f"{output.summary['split']} ({output.summary['num_cases']} cases): {line}")
     console.print(f"report: [bold]{output.report}[/]")
 

@@ -26,6 +26,7 @@ __all__ = [
     "ModelConfig",
     "OptimConfig",
     "SchedulerConfig",
+    "StageConfig",
     "SyntheticConfig",
     "TrainConfig",
     "TransformConfig",
@@ -34,6 +35,7 @@ __all__ = [
     "load_config",
     "resolve_path",
     "save_config",
+    "stage_config",
 ]
 
 
@@ -51,12 +53,15 @@ class ModelConfig(_Section):
     Attributes:
         name: registry name (``medseg models`` lists them).
         params: extra constructor arguments; ``in_channels`` and ``num_classes`` come from the data section.
-        checkpoint: optional local weights (a medseg ``.ckpt`` or a plain state dict) loaded before training.
+        checkpoint: optional local weights (a medseg ``.ckpt`` or a plain state dict) loaded before training;
+            keys that fit are loaded, new modules keep their initialisation (the loaded/missing counts are logged).
+        freeze_loaded: freeze the parameters loaded from ``checkpoint`` (BatchNorm statistics still update).
     """
 
     name: str = "unet"
     params: dict[str, Any] = Field(default_factory=dict)
     checkpoint: str | None = None
+    freeze_loaded: bool = False
 
 
 class SyntheticConfig(_Section):
@@ -251,6 +256,30 @@ class EvalConfig(_Section):
     overlays: int = Field(8, ge=0)
 
 
+class StageConfig(_Section):
+    """One stage of a multi-stage recipe (e.g. UTANet: plain network, then TA-MoSC; ReSeg: teacher, then student).
+
+    Attributes:
+        name: stage name; its run folder is ``stages/<index>-<name>``.
+        overrides: dotted key -> value applied to the experiment for this stage, e.g.
+            ``{"model.params.use_tamosc": true, "train.epochs": 50}``.
+        init_from: name of an earlier stage whose best checkpoint initialises this stage's model (non-strict).
+        freeze_loaded: freeze the parameters loaded from ``init_from``.
+    """
+
+    name: str
+    overrides: dict[str, Any] = Field(default_factory=dict)
+    init_from: str | None = None
+    freeze_loaded: bool = False
+
+    @field_validator("name")
+    @classmethod
+    def _safe_stage_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_-]+", value):
+            raise ValueError("use letters, digits, '_' and '-' only")
+        return value
+
+
 class ExperimentConfig(_Section):
     """A whole experiment.
 
@@ -264,6 +293,8 @@ class ExperimentConfig(_Section):
         scheduler: learning-rate schedule.
         train: training loop.
         eval: evaluation.
+        stages: a multi-stage recipe; empty for a single training run. Each stage trains the experiment with its
+            overrides; evaluation uses the last stage.
     """
 
     name: str = "experiment"
@@ -275,6 +306,7 @@ class ExperimentConfig(_Section):
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    stages: list[StageConfig] = Field(default_factory=list)
 
     @field_validator("name")
     @classmethod
@@ -282,6 +314,20 @@ class ExperimentConfig(_Section):
         if not re.fullmatch(r"[A-Za-z0-9._-]+", value):
             raise ValueError("use letters, digits, '.', '_' and '-' only")
         return value
+
+    @model_validator(mode="after")
+    def _stages_fit(self) -> ExperimentConfig:
+        seen: list[str] = []
+        for stage in self.stages:
+            if stage.name in seen:
+                raise ValueError(f"stage name {stage.name!r} is used twice")
+            if stage.init_from is not None and stage.init_from not in seen:
+                raise ValueError(f"stage {stage.name!r}: init_from={stage.init_from!r} is not an earlier stage")
+            for key in stage.overrides:
+                if key.split(".")[0] in {"name", "output_dir", "stages"}:
+                    raise ValueError(f"stage {stage.name!r} cannot override {key!r}")
+            seen.append(stage.name)
+        return self
 
     @model_validator(mode="after")
     def _class_names_fit(self) -> ExperimentConfig:
@@ -376,9 +422,12 @@ def _format_validation_error(error: ValidationError) -> str:
 def _build(raw: dict[str, Any]) -> ExperimentConfig:
     _check_keys(raw, ExperimentConfig, "")
     try:
-        return ExperimentConfig.model_validate(raw)
+        config = ExperimentConfig.model_validate(raw)
     except ValidationError as error:
         raise ConfigError(_format_validation_error(error)) from None
+    for stage in config.stages:
+        stage_config(config, stage)
+    return config
 
 
 def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
@@ -443,9 +492,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         except yaml.YAMLError as error:
             raise ConfigError(f"config file {path} is not valid YAML: {error}") from None
         if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(
-                f"config file {path} must hold a mapping of sections, got {type(loaded).__name__}"
-            )
+            raise ConfigError(f"config file {path} must hold a mapping of sections, got {type(loaded).__name__}")
         raw = loaded or {}
     return _build(apply_overrides(raw, overrides or []))
 
@@ -460,6 +507,33 @@ def config_from_dict(raw: dict[str, Any]) -> ExperimentConfig:
         The validated configuration.
     """
     return _build(raw)
+
+
+def stage_config(config: ExperimentConfig, stage: StageConfig, init_checkpoint: Path | None = None) -> ExperimentConfig:
+    """The single-run configuration of one stage: the experiment with the stage's overrides and no stages.
+
+    Args:
+        config: the multi-stage experiment.
+        stage: one of ``config.stages``.
+        init_checkpoint: checkpoint of the ``init_from`` stage, loaded into this stage's model.
+
+    Returns:
+        The validated stage configuration.
+
+    Raises:
+        ConfigError: an override with an unknown key or a wrong value (the message names the stage).
+    """
+    raw = config.model_dump(mode="json")
+    raw["stages"] = []
+    for key, value in stage.overrides.items():
+        _set_dotted(raw, key, value)
+    if init_checkpoint is not None:
+        raw["model"]["checkpoint"] = str(init_checkpoint)
+        raw["model"]["freeze_loaded"] = stage.freeze_loaded
+    try:
+        return _build(raw)
+    except ConfigError as error:
+        raise ConfigError(f"stage {stage.name!r}: {error}") from None
 
 
 def save_config(config: ExperimentConfig, path: str | Path) -> None:

@@ -20,6 +20,7 @@ from medseg.errors import MedsegError
 from medseg.inference import Predictor
 from medseg.metrics import EmptyPolicy
 from medseg.protocols import CaseResult, ProtocolContext, get_protocol
+from medseg.recipes.stages import final_stage_config
 from medseg.reports import overlay
 from medseg.reports.markdown import evaluation_report
 
@@ -53,7 +54,7 @@ def _read_run_config(run_dir: Path) -> ExperimentConfig:
     path = run_dir / "config.yaml"
     if not path.is_file():
         raise MedsegError(f"{run_dir} is not a medseg run folder (no config.yaml)")
-    return config_from_dict(yaml.safe_load(path.read_text()))
+    return final_stage_config(config_from_dict(yaml.safe_load(path.read_text())))
 
 
 def _display_slice(image: np.ndarray, mask: np.ndarray, prediction: np.ndarray) -> tuple[np.ndarray, ...]:

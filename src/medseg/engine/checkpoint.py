@@ -57,15 +57,11 @@ def load_checkpoint_config(payload: dict[str, Any], path: str | Path) -> Experim
     """
     config = payload.get("hyper_parameters", {}).get("config")
     if config is None:
-        raise CheckpointError(
-            f"checkpoint {path} has no medseg configuration; pass a .ckpt written by `medseg train`"
-        )
+        raise CheckpointError(f"checkpoint {path} has no medseg configuration; pass a .ckpt written by `medseg train`")
     return config_from_dict(config)
 
 
-def load_model_weights(
-    model: nn.Module, path: str | Path, strict: bool = True
-) -> tuple[list[str], list[str]]:
+def load_model_weights(model: nn.Module, path: str | Path, strict: bool = True) -> tuple[list[str], list[str]]:
     """Load weights into ``model`` from a medseg ``.ckpt`` or a plain (possibly ``model.``-prefixed) state dict.
 
     Args:
@@ -82,9 +78,7 @@ def load_model_weights(
     payload = read_checkpoint(path)
     state = payload.get("state_dict", payload)
     if any(key.startswith("model.") for key in state):
-        state = {
-            key.removeprefix("model."): value for key, value in state.items() if key.startswith("model.")
-        }
+        state = {key.removeprefix("model."): value for key, value in state.items() if key.startswith("model.")}
     own = model.state_dict()
     wrong_shape = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
     if wrong_shape:

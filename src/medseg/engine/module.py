@@ -110,13 +110,9 @@ class SegmentationTask(pl.LightningModule):
                 nesterov=optim.nesterov,
             )
         elif optim.name == "adam":
-            optimizer = torch.optim.Adam(
-                params, lr=optim.lr, betas=optim.betas, weight_decay=optim.weight_decay
-            )
+            optimizer = torch.optim.Adam(params, lr=optim.lr, betas=optim.betas, weight_decay=optim.weight_decay)
         else:
-            optimizer = torch.optim.AdamW(
-                params, lr=optim.lr, betas=optim.betas, weight_decay=optim.weight_decay
-            )
+            optimizer = torch.optim.AdamW(params, lr=optim.lr, betas=optim.betas, weight_decay=optim.weight_decay)
         total_steps = int(self.trainer.estimated_stepping_batches)
         steps_per_epoch = max(total_steps // max(self.config.train.epochs, 1), 1)
         warmup_steps = int(self.config.scheduler.warmup_epochs * steps_per_epoch)

@@ -21,7 +21,7 @@ from medseg.engine.callbacks import EpochHistory
 from medseg.engine.checkpoint import load_model_weights
 from medseg.engine.module import SegmentationTask
 
-__all__ = ["TrainResult", "create_run_dir", "resolve_precision", "train"]
+__all__ = ["TrainResult", "create_run_dir", "freeze_loaded_parameters", "resolve_precision", "train"]
 
 log = logging.getLogger(__name__)
 
@@ -78,11 +78,25 @@ def resolve_precision(precision: str, accelerator: str) -> str:
     on_gpu = accelerator == "gpu" or (accelerator == "auto" and torch.cuda.is_available())
     if on_gpu:
         return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
-    return (
-        "bf16-mixed"
-        if torch.backends.mkldnn.is_available() and torch.cpu._is_avx512_bf16_supported()
-        else "32"
-    )
+    return "bf16-mixed" if torch.backends.mkldnn.is_available() and torch.cpu._is_avx512_bf16_supported() else "32"
+
+
+def freeze_loaded_parameters(model: torch.nn.Module, missing: list[str]) -> int:
+    """Stop gradients of every parameter that a checkpoint provided (all but the ``missing`` keys).
+
+    Args:
+        model: the model after a non-strict load.
+        missing: keys the checkpoint did not have.
+
+    Returns:
+        The number of frozen parameter tensors.
+    """
+    frozen = 0
+    for name, parameter in model.named_parameters():
+        if name not in missing:
+            parameter.requires_grad_(False)
+            frozen += 1
+    return frozen
 
 
 def _loader(dataset: torch.utils.data.Dataset, config: ExperimentConfig, train: bool) -> DataLoader:
@@ -123,22 +137,15 @@ def train(config: ExperimentConfig, run_dir: Path | None = None) -> TrainResult:
     save_splits(splits, run_dir / "splits.json")
     if not splits.get("train") or not splits.get("val"):
         sizes = {name: len(ids) for name, ids in splits.items()}
-        raise ConfigError(
-            f"training needs non-empty train and val splits, got {sizes}; check data.val_fraction"
-        )
+        raise ConfigError(f"training needs non-empty train and val splits, got {sizes}; check data.val_fraction")
     datasets = build_datasets(reader, splits, config.data)
 
     task = SegmentationTask(config.model_dump(mode="json"))
     if config.model.checkpoint:
-        missing, unexpected = load_model_weights(
-            task.model, resolve_path(config.model.checkpoint), strict=False
-        )
-        log.info(
-            "loaded %s: %d missing, %d unexpected keys",
-            config.model.checkpoint,
-            len(missing),
-            len(unexpected),
-        )
+        missing, unexpected = load_model_weights(task.model, resolve_path(config.model.checkpoint), strict=False)
+        log.info("loaded %s: %d missing, %d unexpected keys", config.model.checkpoint, len(missing), len(unexpected))
+        if config.model.freeze_loaded:
+            log.info("froze %d loaded parameter tensors", freeze_loaded_parameters(task.model, missing))
 
     checkpoints = ModelCheckpoint(
         dirpath=run_dir / "checkpoints",
@@ -189,6 +196,7 @@ def train(config: ExperimentConfig, run_dir: Path | None = None) -> TrainResult:
         "run": run_dir.name,
         "model": config.model.name,
         "parameters": parameters,
+        "trainable_parameters": sum(p.numel() for p in task.model.parameters() if p.requires_grad),
         "epochs": trainer.current_epoch,
         "steps": trainer.global_step,
         "precision": precision,
