@@ -196,3 +196,15 @@ def test_same_seed_same_history(tmp_path: Path) -> None:
         with (tmp_path / name / "metrics.csv").open() as handle:
             histories.append([{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(handle)])
     assert histories[0] == histories[1]
+
+
+def test_early_stopping(tmp_path: Path) -> None:
+    config = tmp_path / "stop.yaml"
+    config.write_text("name: stop\n")
+    args = ["train", str(config), f"output_dir={tmp_path}", *TINY, "train.epochs=5", "train.patience=1",
+            "optim.name=nadam", "optim.lr=1e-12", "scheduler.name=plateau", "scheduler.patience=0",
+            "scheduler.min_lr=1e-14"]
+    assert runner.invoke(app, args).exit_code == 0
+    with (tmp_path / "stop" / "metrics.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 2  # validation Dice cannot move at this learning rate: stop after patience + 1 epochs

@@ -169,7 +169,7 @@ class OptimConfig(_Section):
     """Optimiser.
 
     Attributes:
-        name: ``adamw``, ``adam`` or ``sgd``.
+        name: ``adamw``, ``adam``, ``nadam`` or ``sgd``.
         lr: base learning rate.
         weight_decay: weight decay.
         momentum: SGD momentum.
@@ -177,7 +177,7 @@ class OptimConfig(_Section):
         betas: Adam(W) betas.
     """
 
-    name: Literal["adamw", "adam", "sgd"] = "adamw"
+    name: Literal["adamw", "adam", "nadam", "sgd"] = "adamw"
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
     momentum: float = Field(0.9, ge=0, lt=1)
@@ -186,19 +186,25 @@ class OptimConfig(_Section):
 
 
 class SchedulerConfig(_Section):
-    """Learning-rate schedule, updated every optimisation step.
+    """Learning-rate schedule.
 
     Attributes:
-        name: ``none``, ``poly`` (lr·(1 − step/total)^power) or ``cosine`` (to ``min_lr``).
+        name: ``none``, ``poly`` (lr·(1 − step/total)^power, per step), ``cosine`` (to ``min_lr``, per step) or
+            ``plateau`` (multiply by ``factor`` when the validation loss has not improved for ``patience``
+            validations, never below ``min_lr``).
         power: exponent of the poly schedule.
-        min_lr: final learning rate of the cosine schedule.
-        warmup_epochs: linear warm-up length in epochs (0 disables).
+        min_lr: final learning rate of the cosine schedule, floor of the plateau schedule.
+        warmup_epochs: linear warm-up length in epochs (0 disables; poly and cosine only).
+        factor: plateau reduction factor.
+        patience: plateau patience in validations.
     """
 
-    name: Literal["none", "poly", "cosine"] = "poly"
+    name: Literal["none", "poly", "cosine", "plateau"] = "poly"
     power: float = Field(0.9, gt=0)
     min_lr: float = Field(0.0, ge=0)
     warmup_epochs: float = Field(0.0, ge=0)
+    factor: float = Field(0.1, gt=0, lt=1)
+    patience: int = Field(5, ge=0)
 
 
 class TrainConfig(_Section):
@@ -213,6 +219,7 @@ class TrainConfig(_Section):
         devices: number of devices or ``auto``.
         threads: torch CPU threads (``null`` keeps torch's default).
         limit_train_batches: at most this many batches per epoch (``null`` = all).
+        patience: stop early after this many validations without a better validation Dice (``null`` = never).
         val_every: validate every N epochs.
         progress_bar: show the progress bar.
     """
@@ -225,6 +232,7 @@ class TrainConfig(_Section):
     devices: int | Literal["auto"] = "auto"
     threads: int | None = Field(None, ge=1)
     limit_train_batches: int | None = Field(None, ge=1)
+    patience: int | None = Field(None, ge=1)
     val_every: int = Field(1, ge=1)
     progress_bar: bool = True
 

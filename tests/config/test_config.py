@@ -56,7 +56,7 @@ def test_wrong_type_names_key() -> None:
     with pytest.raises(ConfigError, match=r"config key 'train\.epochs': .*integer.*\(got 'many'\)"):
         load_config(None, ["train.epochs=many"])
     with pytest.raises(
-        ConfigError, match=r"config key 'optim\.name': Input should be 'adamw', 'adam' or 'sgd'"
+        ConfigError, match=r"config key 'optim\.name': Input should be 'adamw', 'adam', 'nadam' or 'sgd'"
     ):
         load_config(None, ["optim.name=rmsprop"])
 

@@ -51,3 +51,23 @@ def test_schedules(name: str) -> None:
 def test_precision_resolution() -> None:
     assert resolve_precision("32", "cpu") == "32"
     assert resolve_precision("auto", "cpu") in {"32", "bf16-mixed"}
+
+
+def test_optimizer_and_plateau_schedule_from_config() -> None:
+    from types import SimpleNamespace
+
+    from medseg.config import load_config
+    from medseg.engine import SegmentationTask
+
+    config = load_config(None, ["model.params.base_channels=2", "optim.name=nadam", "optim.lr=0.01",
+                                "scheduler.name=plateau", "scheduler.factor=0.5", "scheduler.patience=3"])
+    task = SegmentationTask(config.model_dump(mode="json"))
+    task.trainer = SimpleNamespace(estimated_stepping_batches=10)
+    setup = task.configure_optimizers()
+    assert isinstance(setup["optimizer"], torch.optim.NAdam)
+    plateau = setup["lr_scheduler"]["scheduler"]
+    assert isinstance(plateau, torch.optim.lr_scheduler.ReduceLROnPlateau)
+    assert setup["lr_scheduler"]["monitor"] == "val/loss" and setup["lr_scheduler"]["interval"] == "epoch"
+    for _ in range(5):
+        plateau.step(1.0)
+    assert setup["optimizer"].param_groups[0]["lr"] == pytest.approx(0.005)

@@ -111,11 +111,27 @@ class SegmentationTask(pl.LightningModule):
             )
         elif optim.name == "adam":
             optimizer = torch.optim.Adam(params, lr=optim.lr, betas=optim.betas, weight_decay=optim.weight_decay)
+        elif optim.name == "nadam":
+            optimizer = torch.optim.NAdam(params, lr=optim.lr, betas=optim.betas, weight_decay=optim.weight_decay)
         else:
             optimizer = torch.optim.AdamW(params, lr=optim.lr, betas=optim.betas, weight_decay=optim.weight_decay)
+        schedule = self.config.scheduler
+        if schedule.name == "plateau":
+            plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                optimizer, mode="min", factor=schedule.factor, patience=schedule.patience, min_lr=schedule.min_lr
+            )
+            return {
+                "optimizer": optimizer,
+                "lr_scheduler": {
+                    "scheduler": plateau,
+                    "monitor": "val/loss",
+                    "interval": "epoch",
+                    "frequency": self.config.train.val_every,
+                },
+            }
         total_steps = int(self.trainer.estimated_stepping_batches)
         steps_per_epoch = max(total_steps // max(self.config.train.epochs, 1), 1)
-        warmup_steps = int(self.config.scheduler.warmup_epochs * steps_per_epoch)
-        factor = lr_multiplier(self.config.scheduler, optim.lr, total_steps, warmup_steps)
+        warmup_steps = int(schedule.warmup_epochs * steps_per_epoch)
+        factor = lr_multiplier(schedule, optim.lr, total_steps, warmup_steps)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from torch.utils.data import DataLoader
 
 import medseg
@@ -155,6 +155,9 @@ def train(config: ExperimentConfig, run_dir: Path | None = None) -> TrainResult:
         save_last=True,
         auto_insert_metric_name=False,
     )
+    callbacks: list[Callback] = [checkpoints, EpochHistory(run_dir)]
+    if config.train.patience:
+        callbacks.append(EarlyStopping(monitor="val/dice", mode="max", patience=config.train.patience))
     precision = resolve_precision(config.train.precision, config.train.accelerator)
     trainer = pl.Trainer(
         max_epochs=config.train.epochs,
@@ -163,7 +166,7 @@ def train(config: ExperimentConfig, run_dir: Path | None = None) -> TrainResult:
         precision=precision,
         deterministic=config.train.deterministic,
         logger=False,
-        callbacks=[checkpoints, EpochHistory(run_dir)],
+        callbacks=callbacks,
         enable_progress_bar=config.train.progress_bar,
         enable_model_summary=False,
         check_val_every_n_epoch=config.train.val_every,
