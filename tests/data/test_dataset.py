@@ -76,11 +76,7 @@ def test_workers_draw_different_augmentations_and_runs_repeat() -> None:
     def flips(workers: int) -> list[bool]:
         torch.manual_seed(0)
         dataset = SegmentationDataset(reader, reader.case_ids(), build_transforms(cfg, train=True))
-        return [
-            flip
-            for batch in DataLoader(dataset, batch_size=1, num_workers=workers)
-            for flip in flipped(batch)
-        ]
+        return [flip for batch in DataLoader(dataset, batch_size=1, num_workers=workers) for flip in flipped(batch)]
 
     in_workers = flips(2)
     assert in_workers[0::2] != in_workers[1::2]  # the two workers are not replaying one random stream

@@ -18,9 +18,7 @@ from tests.data.folders import folder_config, rgb_image, square_mask, write_bina
 def test_reads_every_format(tmp_path: Path, ext: str) -> None:
     write_image(tmp_path / "images" / f"a{ext}", rgb_image((20, 30)))
     write_image(tmp_path / "masks" / f"a{ext}", square_mask((20, 30)))
-    reader = build_reader(
-        folder_config(tmp_path, mask_threshold=128 if ext.lower() in {".jpg", ".jpeg"} else None)
-    )
+    reader = build_reader(folder_config(tmp_path, mask_threshold=128 if ext.lower() in {".jpg", ".jpeg"} else None))
     assert isinstance(reader, ImageFolderReader)
     [record] = reader.list_cases()
     assert record.case_id == "a" and record.image_path == tmp_path / "images" / f"a{ext}"
@@ -74,9 +72,7 @@ def test_label_map_maps_raw_values(tmp_path: Path) -> None:
 def test_rgb_mask_with_equal_channels_is_read_as_grey(tmp_path: Path) -> None:
     write_image(tmp_path / "images" / "r.png", rgb_image((12, 12)))
     write_image(tmp_path / "masks" / "r.png", np.repeat(square_mask((12, 12))[..., None], 3, axis=-1))
-    np.testing.assert_array_equal(
-        build_reader(folder_config(tmp_path)).load("r").mask, square_mask((12, 12), 1)
-    )
+    np.testing.assert_array_equal(build_reader(folder_config(tmp_path)).load("r").mask, square_mask((12, 12), 1))
 
 
 def test_rgb_mask_with_different_channels_is_an_error(tmp_path: Path) -> None:
@@ -166,7 +162,9 @@ def test_missing_folders_and_bad_settings(tmp_path: Path) -> None:
         build_reader(folder_config(tmp_path / "only_images"))
     with pytest.raises(ConfigError, match=r"data\.root is not set"):
         build_reader(DataConfig(dataset="image_folder"))
-    with pytest.raises(ConfigError, match=r"unknown dataset 'nope'.*valid: image_folder, kvasir, synthetic"):
+    with pytest.raises(
+        ConfigError, match=r"unknown dataset 'nope'.*valid: auto, acdc, busi, .*image_folder, .*kvasir, .*synthetic"
+    ):
         build_reader(DataConfig(dataset="nope"))
     with pytest.raises(ConfigError, match=r"data\.label_map maps to classes outside 0\.\.1"):
         build_reader(folder_config(write_binary_folder(tmp_path / "ok", 1), label_map={255: 2}))

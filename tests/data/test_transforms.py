@@ -45,16 +45,12 @@ def test_normalisations() -> None:
     imagenet = prepare_image(image, config(transforms={"normalize": "imagenet"}))
     expected = (image / 255 - np.array(IMAGENET_MEAN)) / np.array(IMAGENET_STD)
     np.testing.assert_allclose(imagenet, expected.transpose(2, 0, 1), rtol=1e-5)
-    zscore = prepare_image(
-        image, config(transforms={"normalize": "zscore", "mean": [1, 2, 3], "std": [2, 4, 8]})
-    )
+    zscore = prepare_image(image, config(transforms={"normalize": "zscore", "mean": [1, 2, 3], "std": [2, 4, 8]}))
     expected = (image - np.array([1, 2, 3])) / np.array([2, 4, 8])
     np.testing.assert_allclose(zscore, expected.transpose(2, 0, 1), rtol=1e-6)
     minmax = prepare_image(image, config(transforms={"normalize": "minmax"}))
     assert minmax.min() == 0 and minmax.max() == 1
-    assert (
-        prepare_image(np.full((2, 2, 3), 9, np.uint8), config(transforms={"normalize": "minmax"})) == 0
-    ).all()
+    assert (prepare_image(np.full((2, 2, 3), 9, np.uint8), config(transforms={"normalize": "minmax"})) == 0).all()
     np.testing.assert_array_equal(
         prepare_image(image, config(transforms={"normalize": "none"})), image.transpose(2, 0, 1)
     )

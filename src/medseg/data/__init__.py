@@ -5,28 +5,38 @@ Typical use::
     reader = build_reader(cfg.data)
     splits = make_splits(reader, cfg.data)
     datasets = build_datasets(reader, splits, cfg.data)
+
+``data.dataset: auto`` detects the format (:func:`detect_format`); :func:`check_dataset` reports on a folder.
 """
 
 from __future__ import annotations
 
+from medseg.data.check import DatasetCheck, SplitCount, check_dataset
 from medseg.data.dataset import SegmentationDataset, build_datasets
+from medseg.data.detect import detect_format
 from medseg.data.errors import DataError
 from medseg.data.files import read_image, read_mask
-from medseg.data.readers import CaseRecord, DatasetReader, LoadedCase
+from medseg.data.readers import CaseCheck, CaseRecord, DatasetReader, LoadedCase, LoadedVolume
 from medseg.data.registry import READERS, build_reader
 from medseg.data.splits import load_splits, make_splits, save_splits
 from medseg.data.transforms import build_transforms, prepare_image
 
 __all__ = [
     "READERS",
+    "CaseCheck",
     "CaseRecord",
     "DataError",
+    "DatasetCheck",
     "DatasetReader",
     "LoadedCase",
+    "LoadedVolume",
     "SegmentationDataset",
+    "SplitCount",
     "build_datasets",
     "build_reader",
     "build_transforms",
+    "check_dataset",
+    "detect_format",
     "load_splits",
     "make_splits",
     "prepare_image",

@@ -18,12 +18,13 @@ __all__ = ["SegmentationDataset", "build_datasets"]
 
 
 class SegmentationDataset(Dataset):
-    """Cases of a reader, prepared (:func:`prepare_image`) and transformed.
+    """2D cases of a reader, prepared (:func:`prepare_image`) and transformed.
 
-    On creation every case is checked with :meth:`DatasetReader.validate` (mask values, image/mask sizes), so
-    bad files fail before training starts. Random transforms are seeded from ``torch.initial_seed()`` on first
-    use in each process, so every DataLoader worker draws its own augmentations and a seeded run is
-    reproducible.
+    The ids are 2D cases: case ids of 2D datasets and slice files, or slice ids ``<volume>:<index>`` of
+    volumes (see :func:`build_datasets`). On creation every case is checked with
+    :meth:`DatasetReader.validate` (mask values, image/mask sizes), so bad files fail before training starts.
+    Random transforms are seeded from ``torch.initial_seed()`` on first use in each process, so every
+    DataLoader worker draws its own augmentations and a seeded run is reproducible.
 
     Args:
         reader: the dataset.
@@ -43,6 +44,10 @@ class SegmentationDataset(Dataset):
         data_cfg: DataConfig | None = None,
     ) -> None:
         known = set(reader.case_ids())
+        volumes = {case.rpartition(":")[0] for case in case_ids if case not in known} & known
+        for volume in volumes:
+            if reader.is_volume(volume):
+                known.update(reader.slice_ids(volume))
         unknown = [case for case in case_ids if case not in known]
         if unknown:
             raise DataError(f"case(s) not in the {reader.name} dataset: {format_names(unknown)}")
@@ -80,6 +85,9 @@ def build_datasets(
 ) -> dict[str, SegmentationDataset]:
     """One dataset per split: ``train`` with training transforms, the others with evaluation transforms.
 
+    Volumes in the splits are expanded to their slices (:meth:`DatasetReader.slice_ids`), so models train and
+    validate on 2D slices; 2D cases are served as they are.
+
     Args:
         reader: the dataset.
         splits: split name -> case ids (from :func:`medseg.data.splits.make_splits`).
@@ -88,7 +96,9 @@ def build_datasets(
     Returns:
         Split name -> dataset.
     """
-    return {
-        name: SegmentationDataset(reader, ids, build_transforms(data_cfg, train=name == "train"), data_cfg)
-        for name, ids in splits.items()
-    }
+    datasets = {}
+    for name, ids in splits.items():
+        slices = [slice_id for case in ids for slice_id in reader.slice_ids(case)]
+        transform = build_transforms(data_cfg, train=name == "train")
+        datasets[name] = SegmentationDataset(reader, slices, transform, data_cfg)
+    return datasets

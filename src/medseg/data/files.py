@@ -27,10 +27,13 @@ __all__ = [
     "check_label_map",
     "format_names",
     "list_image_files",
+    "mask_classes",
+    "mask_values",
     "read_image",
     "read_image_size",
     "read_mask",
     "to_class_indices",
+    "verify_image",
 ]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -55,30 +58,31 @@ def format_names(names: Iterable[object], limit: int = 10) -> str:
     return shown if len(items) <= limit else f"{shown}, ... and {len(items) - limit} more"
 
 
-def list_image_files(folder: Path, what: str) -> dict[str, Path]:
+def list_image_files(folder: Path, what: str, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> dict[str, Path]:
     """Map file stem to path for every image file of a folder (not recursive, hidden files ignored).
 
     Args:
         folder: the folder to list.
         what: what the files are (``image`` or ``mask``), for error messages.
+        suffixes: the file name suffixes to list (lower case; files match in any letter case).
 
     Returns:
         Stem -> path, sorted by stem.
 
     Raises:
-        DataError: missing folder, no image files, or two files with the same stem.
+        DataError: missing folder, no matching files, or two files with the same stem.
     """
     if not folder.is_dir():
         raise DataError(f"{what} folder {folder} does not exist")
     found: dict[str, Path] = {}
     for path in sorted(folder.iterdir()):
-        if path.name.startswith(".") or path.suffix.lower() not in IMAGE_SUFFIXES or not path.is_file():
+        if path.name.startswith(".") or path.suffix.lower() not in suffixes or not path.is_file():
             continue
         if path.stem in found:
             raise DataError(f"two {what} files with the same name stem: {found[path.stem]} and {path}")
         found[path.stem] = path
     if not found:
-        raise DataError(f"no {what} files in {folder} (looked for {format_names(IMAGE_SUFFIXES)})")
+        raise DataError(f"no {what} files in {folder} (looked for {format_names(suffixes)})")
     return dict(sorted(found.items()))
 
 
@@ -111,6 +115,31 @@ def read_image_size(path: Path) -> tuple[int, int]:
     return height, width
 
 
+def verify_image(path: Path) -> tuple[int, int]:
+    """Decode an image completely (without converting it), so truncated or corrupt files are found.
+
+    JPEG files are decoded at reduced scale: the whole stream is still read, in a fraction of the time.
+
+    Args:
+        path: image file.
+
+    Returns:
+        ``(height, width)`` at full size.
+
+    Raises:
+        DataError: a file that is not a readable image.
+    """
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            if image.format == "JPEG":
+                image.draft(image.mode, (max(1, width // 8), max(1, height // 8)))
+            image.load()
+    except Exception as error:  # Pillow raises many types for damaged files; all mean "unreadable"
+        raise DataError(f"cannot read image {path}: {error}") from None
+    return height, width
+
+
 def read_image(path: Path) -> np.ndarray:
     """Read an 8-bit grey, palette or colour image.
 
@@ -129,8 +158,7 @@ def read_image(path: Path) -> np.ndarray:
         if image.mode in _COLOUR_MODES:
             return np.array(image.convert("RGB"))
         raise DataError(
-            f"image {path} has unsupported pixel format {image.mode!r}; "
-            "use 8-bit grey, palette or RGB(A) images"
+            f"image {path} has unsupported pixel format {image.mode!r}; use 8-bit grey, palette or RGB(A) images"
         )
 
 
@@ -160,9 +188,7 @@ def read_mask(path: Path, threshold: int | None = None) -> np.ndarray:
             values = values[..., 0]
         else:
             channels = values[..., :3] >= threshold if threshold is not None else values[..., :3]
-            if not (
-                np.all(channels[..., 1] == channels[..., 0]) and np.all(channels[..., 2] == channels[..., 0])
-            ):
+            if not (np.all(channels[..., 1] == channels[..., 0]) and np.all(channels[..., 2] == channels[..., 0])):
                 raise DataError(
                     f"mask {path} is a colour image whose channels differ; masks must be single-channel "
                     "(or grey stored as RGB)"
@@ -188,9 +214,54 @@ def check_label_map(label_map: Mapping[int, int] | None, num_classes: int) -> No
     bad = {raw: target for raw, target in label_map.items() if not 0 <= target < num_classes}
     if bad:
         raise ConfigError(
-            f"data.label_map maps to classes outside 0..{num_classes - 1} "
-            f"(data.num_classes={num_classes}): {bad}"
+            f"data.label_map maps to classes outside 0..{num_classes - 1} (data.num_classes={num_classes}): {bad}"
         )
+
+
+def mask_values(raw: np.ndarray) -> np.ndarray:
+    """The distinct values of an integer mask.
+
+    Args:
+        raw: integer mask of any shape.
+
+    Returns:
+        Sorted distinct values (int64).
+    """
+    low, high = (int(raw.min()), int(raw.max())) if raw.size else (0, 0)
+    if low >= 0 and high < 2**16:  # the usual case: fast counting instead of sorting
+        return np.flatnonzero(np.bincount(raw.ravel(), minlength=high + 1)).astype(np.int64)
+    return np.unique(raw).astype(np.int64)
+
+
+def mask_classes(
+    values: np.ndarray, source: Path | str, num_classes: int, label_map: Mapping[int, int] | None = None
+) -> np.ndarray:
+    """The class index of each distinct raw mask value, by the module's label rule.
+
+    Args:
+        values: sorted distinct raw values (from :func:`mask_values`).
+        source: file the mask came from, for error messages.
+        num_classes: number of classes including background.
+        label_map: raw value -> class index, or ``None``.
+
+    Returns:
+        The class of each value (int64, same length as ``values``).
+
+    Raises:
+        DataError: values neither mapped nor valid class indices.
+    """
+    mapping = dict(label_map or {})
+    if label_map is None and num_classes == 2 and set(values.tolist()) <= {0, 255}:
+        mapping = {255: 1}
+    classes = np.array([mapping.get(int(value), int(value)) for value in values], dtype=np.int64)
+    unexpected = [int(value) for value, cls in zip(values, classes, strict=True) if not 0 <= cls < num_classes]
+    if unexpected:
+        hint = "set data.label_map or data.mask_threshold" if label_map is None else "extend data.label_map"
+        raise DataError(
+            f"mask {source} has values {format_names(unexpected)} that are not classes 0..{num_classes - 1} "
+            f"(data.num_classes={num_classes}, data.label_map={label_map}); {hint}"
+        )
+    return classes
 
 
 def to_class_indices(
@@ -199,33 +270,17 @@ def to_class_indices(
     """Turn raw mask values into class indices by the module's label rule.
 
     Args:
-        raw: ``(H, W)`` integer mask (already thresholded when a threshold applies).
+        raw: integer mask of any shape (already thresholded when a threshold applies).
         source: file the mask came from, for error messages.
         num_classes: number of classes including background.
         label_map: raw value -> class index, or ``None``.
 
     Returns:
-        ``(H, W)`` int64 class indices.
+        int64 class indices, shaped like ``raw``.
 
     Raises:
         DataError: values neither mapped nor valid class indices.
     """
-    low, high = (int(raw.min()), int(raw.max())) if raw.size else (0, 0)
-    if low >= 0 and high < 2**16:  # the usual case: fast counting instead of sorting
-        values = np.flatnonzero(np.bincount(raw.ravel(), minlength=high + 1))
-    else:
-        values = np.unique(raw)
-    mapping = dict(label_map or {})
-    if label_map is None and num_classes == 2 and set(values.tolist()) <= {0, 255}:
-        mapping = {255: 1}
-    classes = np.array([mapping.get(int(value), int(value)) for value in values], dtype=np.int64)
-    unexpected = [
-        int(value) for value, cls in zip(values, classes, strict=True) if not 0 <= cls < num_classes
-    ]
-    if unexpected:
-        hint = "set data.label_map or data.mask_threshold" if label_map is None else "extend data.label_map"
-        raise DataError(
-            f"mask {source} has values {format_names(unexpected)} that are not classes 0..{num_classes - 1} "
-            f"(data.num_classes={num_classes}, data.label_map={label_map}); {hint}"
-        )
+    values = mask_values(raw)
+    classes = mask_classes(values, source, num_classes, label_map)
     return classes[np.searchsorted(values, raw)]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from medseg.data.errors import DataError
+from pathlib import Path
+
 from medseg.data.files import IMAGE_SUFFIXES, format_names, list_image_files
 from medseg.data.readers import CaseRecord, FileDatasetReader
 
@@ -19,25 +20,29 @@ class ImageFolderReader(FileDatasetReader):
     Args:
         data_cfg: the data section of the experiment.
         root: the resolved dataset folder.
+        strict: see :class:`medseg.data.readers.DatasetReader`.
     """
 
     name = "image_folder"
+    signature = "images/ + masks/ (same file stems)"
+    mask_folder = "masks"
+
+    @classmethod
+    def matches(cls, root: Path) -> bool:
+        """Whether ``root`` holds ``images/`` and the mask folder.
+
+        Args:
+            root: the folder.
+
+        Returns:
+            ``True`` when both folders exist.
+        """
+        return (root / "images").is_dir() and (root / cls.mask_folder).is_dir()
 
     def _scan(self) -> list[CaseRecord]:
         assert self.root is not None
-        images = list_image_files(self.root / "images", "image")
-        masks = list_image_files(self.root / "masks", "mask")
-        suffixes = format_names(IMAGE_SUFFIXES)
-        without_mask = [images[stem].name for stem in images if stem not in masks]
-        if without_mask:
-            raise DataError(
-                f"{len(without_mask)} image(s) in {self.root / 'images'} have no mask with the same name "
-                f"stem in {self.root / 'masks'} (any of {suffixes}): {format_names(without_mask)}"
-            )
-        without_image = [masks[stem].name for stem in masks if stem not in images]
-        if without_image:
-            raise DataError(
-                f"{len(without_image)} mask(s) in {self.root / 'masks'} have no image with the same name "
-                f"stem in {self.root / 'images'}: {format_names(without_image)}"
-            )
-        return [CaseRecord(stem, images[stem], masks[stem]) for stem in images]
+        image_dir, mask_dir = self.root / "images", self.root / self.mask_folder
+        images = list_image_files(image_dir, "image")
+        masks = list_image_files(mask_dir, "mask")
+        rule = f"with the same name stem (any of {format_names(IMAGE_SUFFIXES)})"
+        return self._pair_files(images, masks, image_dir, mask_dir, rule)

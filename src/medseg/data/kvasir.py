@@ -26,26 +26,31 @@ class KvasirReader(ImageFolderReader):
     Args:
         data_cfg: the data section of the experiment.
         root: the resolved dataset folder.
+        strict: see :class:`medseg.data.readers.DatasetReader`.
     """
 
     name = "kvasir"
+    signature = "images/ + masks/ + kavsir_bboxes.json or splits/{train,val}.txt"
+    default_mask_threshold = KVASIR_MASK_THRESHOLD
 
-    def mask_threshold(self) -> int:
-        """The binarisation threshold of the JPEG masks.
+    @classmethod
+    def matches(cls, root: Path) -> bool:
+        """Whether ``root`` holds ``images/``, ``masks/`` and the bounding boxes or the split files.
+
+        Args:
+            root: the folder.
 
         Returns:
-            ``data.mask_threshold``, or 128 when unset.
+            ``True`` for the Kvasir-SEG layout.
         """
-        threshold = self.data_cfg.mask_threshold
-        return KVASIR_MASK_THRESHOLD if threshold is None else threshold
+        has_splits = (root / "splits" / "train.txt").is_file() and (root / "splits" / "val.txt").is_file()
+        return super().matches(root) and ((root / "kavsir_bboxes.json").is_file() or has_splits)
 
     def _read_names(self, path: Path) -> list[str]:
         names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
         unknown = [name for name in names if name not in self._records]
         if unknown:
-            raise DataError(
-                f"split file {path} names {len(unknown)} unknown case(s): {format_names(unknown)}"
-            )
+            raise DataError(f"split file {path} names {len(unknown)} unknown case(s): {format_names(unknown)}")
         return names
 
     def official_split(self) -> dict[str, list[str]] | None:

@@ -9,8 +9,11 @@ Rules of :func:`make_splits`, in order:
 3. No official split: all cases are split by ``val_fraction`` and ``test_fraction`` (seeded by
    ``split_seed``).
 
-A positive fraction always holds out at least one case. ``data.limit`` then keeps a seeded random ``limit`` of
-each split. Ids within a split are sorted.
+Seeded shares are drawn by patient (:meth:`DatasetReader.patient_of`; each case is its own patient unless the
+reader knows better, e.g. ACDC, Synapse, MoNuSeg), so the fractions count patients and a patient's cases
+always stay together. A positive fraction always holds out at least one patient. Whatever the source, the
+final splits must be disjoint in cases and in patients. ``data.limit`` then keeps a seeded random ``limit`` of
+each split. Ids within a split are sorted; volumes stay volume ids (the torch datasets expand them to slices).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from medseg.data.errors import DataError
 from medseg.data.files import format_names
 from medseg.data.readers import DatasetReader
 
-__all__ = ["SPLIT_NAMES", "load_splits", "make_splits", "save_splits"]
+__all__ = ["SPLIT_NAMES", "check_patients", "load_splits", "make_splits", "save_splits"]
 
 SPLIT_NAMES = ("train", "val", "test")
 
@@ -43,6 +46,40 @@ def _shuffled(ids: list[str], seed: int | list[int]) -> list[str]:
     return [ids[i] for i in order]
 
 
+def _by_patient(ids: list[str], reader: DatasetReader) -> dict[str, list[str]]:
+    """Case ids grouped by patient, patients sorted."""
+    groups: dict[str, list[str]] = {}
+    for case in sorted(ids):
+        groups.setdefault(reader.patient_of(case), []).append(case)
+    return dict(sorted(groups.items()))
+
+
+def _cases(groups: dict[str, list[str]], patients: list[str]) -> list[str]:
+    return sorted(case for patient in patients for case in groups[patient])
+
+
+def check_patients(splits: dict[str, list[str]], reader: DatasetReader, where: str) -> None:
+    """Check that no patient has cases in two splits.
+
+    Args:
+        splits: split name -> case ids.
+        reader: the dataset (its :meth:`DatasetReader.patient_of`).
+        where: what the splits are, for the message.
+
+    Raises:
+        DataError: patients found in more than one split.
+    """
+    seen: dict[str, str] = {}
+    shared: set[str] = set()
+    for name, ids in splits.items():
+        for case in ids:
+            patient = reader.patient_of(case)
+            if seen.setdefault(patient, name) != name:
+                shared.add(patient)
+    if shared:
+        raise DataError(f"{where} puts patient(s) in more than one split: {format_names(sorted(shared))}")
+
+
 def _check_splits(splits: dict[str, list[str]], where: str) -> None:
     """Check split names and that no case is listed twice."""
     if set(splits) != set(SPLIT_NAMES):
@@ -50,19 +87,16 @@ def _check_splits(splits: dict[str, list[str]], where: str) -> None:
     counts = Counter(case for ids in splits.values() for case in ids)
     repeated = sorted(case for case, count in counts.items() if count > 1)
     if repeated:
-        raise DataError(
-            f"{where} lists case(s) more than once (splits must be disjoint): {format_names(repeated)}"
-        )
+        raise DataError(f"{where} lists case(s) more than once (splits must be disjoint): {format_names(repeated)}")
 
 
-def _from_official(
-    official: dict[str, list[str]], reader: DatasetReader, data_cfg: DataConfig
-) -> dict[str, list[str]]:
+def _from_official(official: dict[str, list[str]], reader: DatasetReader, data_cfg: DataConfig) -> dict[str, list[str]]:
     """Fill a missing ``test`` and ``val`` of an official split with seeded shares of its train cases."""
     where = f"the official split of the {reader.name} dataset"
     if "train" not in official or not set(official) <= set(SPLIT_NAMES):
         raise DataError(f"{where} has splits {sorted(official)}; expected train and optionally val, test")
-    train = _shuffled(sorted(official["train"]), data_cfg.split_seed)
+    groups = _by_patient(official["train"], reader)
+    train = _shuffled(list(groups), data_cfg.split_seed)
     total = len(train)
     splits = {"train": train}
     for name, fraction in (("test", data_cfg.test_fraction), ("val", data_cfg.val_fraction)):
@@ -70,23 +104,28 @@ def _from_official(
             splits[name] = list(official[name])
         else:
             count = _share(total, fraction)
-            splits[name], splits["train"] = splits["train"][:count], splits["train"][count:]
+            held_out, splits["train"] = splits["train"][:count], splits["train"][count:]
+            splits[name] = _cases(groups, held_out)
     if not splits["train"]:
         raise DataError(f"{where}: no training cases are left after holding out validation/test cases")
+    splits["train"] = _cases(groups, splits["train"])
     return {name: sorted(splits[name]) for name in SPLIT_NAMES}
 
 
-def _random_split(ids: list[str], data_cfg: DataConfig) -> dict[str, list[str]]:
-    """Seeded split of all cases by ``val_fraction`` and ``test_fraction``."""
-    shuffled = _shuffled(sorted(ids), data_cfg.split_seed)
-    n_test, n_val = _share(len(ids), data_cfg.test_fraction), _share(len(ids), data_cfg.val_fraction)
-    if n_test + n_val >= len(ids):
+def _random_split(reader: DatasetReader, data_cfg: DataConfig) -> dict[str, list[str]]:
+    """Seeded split of all patients by ``val_fraction`` and ``test_fraction``."""
+    groups = _by_patient(reader.case_ids(), reader)
+    shuffled = _shuffled(list(groups), data_cfg.split_seed)
+    total = len(shuffled)
+    n_test, n_val = _share(total, data_cfg.test_fraction), _share(total, data_cfg.val_fraction)
+    if n_test + n_val >= total:
+        what = "case(s)" if total == len(reader.case_ids()) else "patient(s)"
         raise DataError(
-            f"{len(ids)} case(s) are too few for data.val_fraction={data_cfg.val_fraction} and "
+            f"{total} {what} are too few for data.val_fraction={data_cfg.val_fraction} and "
             f"data.test_fraction={data_cfg.test_fraction}: no training cases would be left"
         )
     test, val, train = shuffled[:n_test], shuffled[n_test : n_test + n_val], shuffled[n_test + n_val :]
-    return {"train": sorted(train), "val": sorted(val), "test": sorted(test)}
+    return {"train": _cases(groups, train), "val": _cases(groups, val), "test": _cases(groups, test)}
 
 
 def make_splits(reader: DatasetReader, data_cfg: DataConfig) -> dict[str, list[str]]:
@@ -100,7 +139,8 @@ def make_splits(reader: DatasetReader, data_cfg: DataConfig) -> dict[str, list[s
         ``{"train": [...], "val": [...], "test": [...]}``, ids sorted within each split.
 
     Raises:
-        DataError: an invalid split file or official split, ids the reader does not know, or too few cases.
+        DataError: an invalid split file or official split, ids the reader does not know, patients in two
+            splits, or too few cases.
     """
     if data_cfg.split_file is not None:
         path = resolve_path(data_cfg.split_file)
@@ -112,13 +152,16 @@ def make_splits(reader: DatasetReader, data_cfg: DataConfig) -> dict[str, list[s
                 f"split file {path} lists {len(unknown)} case(s) that are not in the {reader.name} dataset: "
                 f"{format_names(unknown)}"
             )
+        check_patients(splits, reader, f"split file {path}")
     else:
         official = reader.official_split()
         if official is None:
-            splits = _random_split(reader.case_ids(), data_cfg)
+            splits = _random_split(reader, data_cfg)
         else:
+            where = f"the official split of the {reader.name} dataset"
             splits = _from_official(official, reader, data_cfg)
-            _check_splits(splits, f"the official split of the {reader.name} dataset")
+            _check_splits(splits, where)
+            check_patients(splits, reader, where)
     if data_cfg.limit is not None:
         limit = data_cfg.limit
         splits = {

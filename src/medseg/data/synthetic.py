@@ -64,11 +64,7 @@ def _shape(rng: np.random.Generator, kind: str, grid: Grid, size: int) -> tuple[
         a, b = radius * rng.uniform(0.5, 0.9, 2)
         mask = (np.abs(u) <= a) & (np.abs(v) <= b)
     elif kind == "triangle":
-        angles = (
-            rng.uniform(0, 2 * np.pi)
-            + np.array([0, 2 * np.pi / 3, 4 * np.pi / 3])
-            + rng.uniform(-0.3, 0.3, 3)
-        )
+        angles = rng.uniform(0, 2 * np.pi) + np.array([0, 2 * np.pi / 3, 4 * np.pi / 3]) + rng.uniform(-0.3, 0.3, 3)
         corners = radius * rng.uniform(0.9, 1.2, 3)[:, None] * np.stack([np.cos(angles), np.sin(angles)], 1)
         mask = np.ones_like(u, dtype=bool)
         for k in range(3):
@@ -104,9 +100,7 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     sigma = size * rng.uniform(0.08, 0.16)
     shared = gaussian_filter(rng.standard_normal((size, size)), sigma, mode="wrap")
     shared *= rng.uniform(20, 40) / shared.std()
-    tint = np.stack(
-        [gaussian_filter(rng.standard_normal((size, size)), sigma, mode="wrap") for _ in range(3)], -1
-    )
+    tint = np.stack([gaussian_filter(rng.standard_normal((size, size)), sigma, mode="wrap") for _ in range(3)], -1)
     tint *= rng.uniform(5, 15) / tint.std()
     return base + shared[..., None] + tint
 
@@ -116,9 +110,7 @@ def _offset(rng: np.random.Generator) -> np.ndarray:
     return rng.choice([-1.0, 1.0]) * rng.uniform(8, 28) * rng.uniform(0.7, 1.3, 3)
 
 
-def _visible_shape(
-    rng: np.random.Generator, kind: str, grid: Grid, size: int
-) -> tuple[np.ndarray, float, float]:
+def _visible_shape(rng: np.random.Generator, kind: str, grid: Grid, size: int) -> tuple[np.ndarray, float, float]:
     """Draw shapes of family ``kind`` until one covers enough of the frame."""
     while True:
         mask, cy, cx = _shape(rng, kind, grid, size)
@@ -126,9 +118,7 @@ def _visible_shape(
             return mask, cy, cx
 
 
-def generate_case(
-    size: int, num_classes: int, seed: int, split: str, index: int
-) -> tuple[np.ndarray, np.ndarray]:
+def generate_case(size: int, num_classes: int, seed: int, split: str, index: int) -> tuple[np.ndarray, np.ndarray]:
     """Generate one synthetic image and its mask.
 
     Args:
@@ -193,8 +183,7 @@ class SyntheticReader(DatasetReader):
         super().__init__(data_cfg, None)
         if data_cfg.num_classes > MAX_CLASSES:
             raise ConfigError(
-                f"the synthetic dataset has at most {MAX_CLASSES} classes; "
-                f"data.num_classes={data_cfg.num_classes}"
+                f"the synthetic dataset has at most {MAX_CLASSES} classes; data.num_classes={data_cfg.num_classes}"
             )
         cfg = data_cfg.synthetic
         self._counts = {"train": cfg.num_train, "val": cfg.num_val, "test": cfg.num_test}
@@ -235,11 +224,7 @@ class SyntheticReader(DatasetReader):
         """
         split, _, number = case_id.rpartition("_")
         index = int(number) if number.isdigit() else -1
-        if (
-            split not in self._counts
-            or not 0 <= index < self._counts[split]
-            or self._ids(split)[index] != case_id
-        ):
+        if split not in self._counts or not 0 <= index < self._counts[split] or self._ids(split)[index] != case_id:
             raise DataError(
                 f"case {case_id!r} is not in the synthetic dataset "
                 f"({', '.join(f'{name}: {count}' for name, count in self._counts.items())} cases)"

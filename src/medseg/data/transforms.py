@@ -57,11 +57,13 @@ def prepare_image(image: np.ndarray, data_cfg: DataConfig, source: str | Path | 
     """Convert a raw image to the model's channels and value range, keeping its size.
 
     Grey images are repeated to 3 channels when ``data.in_channels == 3``; RGB images become grey by
-    luminance (ITU-R 601) when it is 1. Values are taken in 0..255 units and normalised per
-    ``data.transforms.normalize``.
+    luminance (ITU-R 601) when it is 1. Values are normalised per ``data.transforms.normalize``: ``unit``,
+    ``imagenet`` and ``zscore`` take them in 0..255 units; ``none`` keeps them as they are (e.g. the float
+    images in [0, 1] of ACDC and Synapse) and ``minmax`` rescales each image to [0, 1] whatever its range.
 
     Args:
-        image: ``(H, W, C)`` or ``(H, W)`` array, uint8 or float in 0..255.
+        image: ``(H, W, C)`` or ``(H, W)`` array, uint8 or float (0..255, or any range with ``none`` and
+            ``minmax``).
         data_cfg: the data section of the experiment.
         source: where the image came from, for error messages.
 
