@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.realdata import real_dataset
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -18,8 +20,36 @@ def data_root() -> Path:
 
 @pytest.fixture(scope="session")
 def kvasir_root(data_root: Path) -> Path:
-    """The Kvasir-SEG folder; skips the test when it is absent."""
-    root = data_root / "kvasir-seg"
-    if not (root / "images").is_dir():
-        pytest.skip(f"Kvasir-SEG not found at {root} (set MEDSEG_DATA to the folder holding kvasir-seg/)")
-    return root
+    """The Kvasir-SEG folder."""
+    return real_dataset(data_root, "kvasir-seg")
+
+
+@pytest.fixture(scope="session")
+def glas_root(data_root: Path) -> Path:
+    """The GlaS folder."""
+    return real_dataset(data_root, "glas")
+
+
+@pytest.fixture(scope="session")
+def monuseg_root(data_root: Path) -> Path:
+    """The MoNuSeg folder (UCTransNet layout)."""
+    return real_dataset(data_root, "monuseg")
+
+
+@pytest.fixture(scope="session")
+def acdc_root(data_root: Path) -> Path:
+    """The ACDC folder (SSL4MIS HDF5 layout)."""
+    return real_dataset(data_root, "acdc-h5")
+
+
+@pytest.fixture(scope="session")
+def busi_root(data_root: Path) -> Path:
+    """The BUSI sample (benchmark layout)."""
+    return real_dataset(data_root, "busi-sample")
+
+
+@pytest.fixture(scope="session")
+def ph2_root(data_root: Path) -> Path:
+    """The PH2 sample (original layout)."""
+    return real_dataset(data_root, "ph2-sample")
+

@@ -201,10 +201,38 @@ def test_same_seed_same_history(tmp_path: Path) -> None:
 def test_early_stopping(tmp_path: Path) -> None:
     config = tmp_path / "stop.yaml"
     config.write_text("name: stop\n")
-    args = ["train", str(config), f"output_dir={tmp_path}", *TINY, "train.epochs=5", "train.patience=1",
-            "optim.name=nadam", "optim.lr=1e-12", "scheduler.name=plateau", "scheduler.patience=0",
-            "scheduler.min_lr=1e-14"]
+    args = [
+        "train",
+        str(config),
+        f"output_dir={tmp_path}",
+        *TINY,
+        "train.epochs=5",
+        "train.patience=1",
+        "optim.name=nadam",
+        "optim.lr=1e-12",
+        "scheduler.name=plateau",
+        "scheduler.patience=0",
+        "scheduler.min_lr=1e-14",
+    ]
     assert runner.invoke(app, args).exit_code == 0
     with (tmp_path / "stop" / "metrics.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 2  # validation Dice cannot move at this learning rate: stop after patience + 1 epochs
+
+
+def test_data_check_lists_every_problem_and_fails(tmp_path: Path) -> None:
+    root = tmp_path / "folder"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for name in ("a", "b", "c"):
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(root / "images" / f"{name}.png")
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(root / "masks" / "a.png")
+    Image.fromarray(np.full((8, 8), 7, np.uint8)).save(root / "masks" / "b.png")
+    result = runner.invoke(app, ["data", "check", str(root)])
+    assert result.exit_code == 1, result.output
+    assert "image_folder" in result.output and "c.png" in result.output and "b.png" in result.output
+    good = runner.invoke(app, ["data", "check", str(root), "--format", "image_folder", "--json"])
+    assert json.loads(good.output)["ok"] is False
+    (root / "images" / "c.png").unlink()
+    Image.fromarray(np.full((8, 8), 255, np.uint8)).save(root / "masks" / "b.png")
+    assert runner.invoke(app, ["data", "check", str(root)]).exit_code == 0

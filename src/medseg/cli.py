@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,7 +35,12 @@ def _setup(
     handler = RichHandler(console=errors, show_time=False, show_path=False, show_level=False)
     logging.basicConfig(level=logging.WARNING, handlers=[handler], format="%(message)s", force=True)
     logging.getLogger("medseg").setLevel(logging.INFO)
-    logging.getLogger("lightning.pytorch").setLevel(logging.INFO if verbose else logging.WARNING)
+    import lightning.pytorch  # noqa: F401  (configures its loggers on import; override them afterwards)
+
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated")  # lightning internals, not actionable
+
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.INFO if verbose else logging.WARNING)
 
 
 @contextmanager
@@ -153,6 +158,32 @@ def models(
     console.print(table)
 
 
+data_app = typer.Typer(help="Inspect datasets.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("check")
+def data_check(
+    path: Annotated[Path, typer.Argument(help="dataset folder")],
+    dataset_format: Annotated[str, typer.Option("--format", help="reader name, or auto to detect it")] = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of text")] = False,
+) -> None:
+    """Validate a dataset: format, counts per split, image sizes, label values and every problem with its file.
+
+    Exits with status 1 when a problem was found.
+    """
+    with _user_errors():
+        from medseg.data.check import check_dataset
+
+        report = check_dataset(path, dataset_format)
+    if as_json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        console.print(report.to_text(), highlight=False, markup=False)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
 @app.command()
 def demo(
     output_dir: Annotated[Path, typer.Option(help="parent folder of the demo run")] = Path("runs"),
@@ -170,5 +201,4 @@ def demo(
 
 def main() -> None:
     """Entry point used by ``python -m medseg``."""
-    os.environ.setdefault("PYTHONWARNINGS", "ignore::UserWarning")
     app()

@@ -164,7 +164,12 @@ def evaluate_run(
         "checkpoint_rule": CHECKPOINT_RULES.get(checkpoint, "checkpoint given by path"),
         "num_cases": len(results),
         "input_size": config.data.image_size,
-        "empty_policy": {"both_empty": policy.both_empty, "hd95_empty": policy.hd95_empty},
+        "case_metrics": list(evaluator.metrics),
+        **(
+            {"empty_policy": {"both_empty": policy.both_empty, "hd95_empty": policy.hd95_empty}}
+            if evaluator.configurable_policy
+            else {}
+        ),
         **evaluator.summarize(results),
     }
     summary = _json_ready(summary)

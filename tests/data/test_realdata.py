@@ -9,7 +9,7 @@ import pytest
 
 from medseg.config import DataConfig
 from medseg.data import build_datasets, build_reader, check_dataset, detect_format, make_splits
-from tests.data.realdata import real_dataset
+from tests.realdata import real_dataset
 
 pytestmark = pytest.mark.realdata
 

@@ -96,6 +96,8 @@ class Protocol:
         description: one sentence saying what the protocol computes.
         volumetric: whether cases are 3D volumes (evaluated per volume) rather than 2D images.
         metrics: the per-case metrics the summary aggregates.
+        configurable_policy: whether empty masks follow ``eval.both_empty``/``eval.hd95_empty`` (otherwise the
+            protocol's own fixed rules, stated in its description).
 
     Args:
         context: the task description.
@@ -105,6 +107,7 @@ class Protocol:
     description: str = ""
     volumetric: bool = False
     metrics: tuple[str, ...] = ("dice", "iou", "precision", "recall", "hd95")
+    configurable_policy: bool = False
 
     def __init__(self, context: ProtocolContext) -> None:
         self.context = context

@@ -27,6 +27,7 @@ class PerImageProtocol(Protocol):
         "per-image Dice/IoU/precision/recall/HD95 (pixels) at the original resolution, mean over images, "
         "empty masks per eval.both_empty / eval.hd95_empty"
     )
+    configurable_policy = True
 
     def policy(self) -> EmptyPolicy:
         """The empty-mask policy this protocol applies."""
@@ -61,6 +62,7 @@ class PerImageBinaryProtocol(PerImageProtocol):
         "binary per-image Dice/IoU/precision/recall/HD95 (pixels) at the original resolution, threshold 0.5, "
         "mean over images; both empty = 1, one-sided HD95 undefined"
     )
+    configurable_policy = False
 
     def __init__(self, context: ProtocolContext) -> None:
         if context.num_classes != 2:

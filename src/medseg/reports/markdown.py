@@ -46,8 +46,14 @@ def evaluation_report(summary: dict[str, Any], cases: Sequence[dict[str, Any]], 
         f"- checkpoint: `{summary['checkpoint']}` ({summary['checkpoint_rule']})",
         f"- model: `{summary['model']}`, cases: {summary['num_cases']}, input size {summary['input_size']}",
         f"- aggregation: {summary['aggregation']}",
-        f"- empty-mask policy: both empty -> {summary['empty_policy']['both_empty']}, "
-        f"HD95 with one side empty -> {summary['empty_policy']['hd95_empty']}",
+        *(
+            [
+                f"- empty-mask policy: both empty -> {summary['empty_policy']['both_empty']}, "
+                f"HD95 with one side empty -> {summary['empty_policy']['hd95_empty']}"
+            ]
+            if "empty_policy" in summary
+            else []
+        ),
         "",
         "## Metrics",
         "",
@@ -67,12 +73,10 @@ def evaluation_report(summary: dict[str, Any], cases: Sequence[dict[str, Any]], 
             cells = [f"{_number(metrics[m]['mean'])} ± {_number(metrics[m]['std'])}" for m in metric_names]
             lines.append(f"| {class_name} | " + " | ".join(cells) + " |")
     ranked = sorted(cases, key=lambda case: -1.0 if case.get("dice") is None else case["dice"])
-    lines += ["", "## Lowest Dice", "", "| case | Dice | IoU | HD95 |", "|---|---|---|---|"]
+    columns = summary["case_metrics"]
+    lines += ["", "## Lowest Dice", "", "| case | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for case in ranked[:5]:
-        lines.append(
-            f"| {case['case_id']} | {_number(case.get('dice'))} | {_number(case.get('iou'))} "
-            f"| {_number(case.get('hd95'), 2)} |"
-        )
+        lines.append(f"| {case['case_id']} | " + " | ".join(_number(case.get(name)) for name in columns) + " |")
     if overlays:
         lines += ["", "## Overlays", "", "Prediction in colour, ground-truth outline in white.", ""]
         lines += [f"![{path}]({path})" for path in overlays]
