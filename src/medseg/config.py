@@ -28,6 +28,7 @@ __all__ = [
     "SchedulerConfig",
     "StageConfig",
     "SyntheticConfig",
+    "TermConfig",
     "TrainConfig",
     "TransformConfig",
     "apply_overrides",
@@ -151,18 +152,44 @@ class DataConfig(_Section):
     transforms: TransformConfig = Field(default_factory=TransformConfig)
 
 
+class TermConfig(_Section):
+    """An objective term added to the supervised loss (deep supervision, SelfReg, ReSeg alignment ...).
+
+    Attributes:
+        name: registered term name (``medseg.objectives.list_terms()``).
+        weight: factor of the term in the total loss.
+        params: the term's own settings.
+    """
+
+    name: str
+    weight: float = Field(1.0, ge=0)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
 class LossConfig(_Section):
-    """Supervised loss: weighted Dice plus cross-entropy (BCE for a binary task, CE for multi-class).
+    """The training objective: weighted Dice plus cross-entropy (BCE for a binary task, CE for multi-class), plus
+    optional terms; a model's own auxiliary losses (e.g. TA-MoSC's balance loss) are always added.
 
     Attributes:
         dice_weight: weight of the soft Dice term.
         ce_weight: weight of the (binary) cross-entropy term.
         include_background: whether the multi-class Dice averages over the background class too.
+        terms: extra weighted terms over the model's features and outputs.
     """
 
     dice_weight: float = Field(0.5, ge=0)
     ce_weight: float = Field(0.5, ge=0)
     include_background: bool = False
+    terms: list[TermConfig] = Field(default_factory=list)
+
+    @field_validator("terms")
+    @classmethod
+    def _unique_terms(cls, terms: list[TermConfig]) -> list[TermConfig]:
+        names = [term.name for term in terms]
+        repeated = sorted({name for name in names if names.count(name) > 1 or name == "seg"})
+        if repeated:
+            raise ValueError(f"term names must be unique and not 'seg' (the supervised loss): {repeated}")
+        return terms
 
 
 class OptimConfig(_Section):

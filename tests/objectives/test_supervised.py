@@ -1,10 +1,22 @@
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 
+from medseg.config import ConfigError, load_config
+from medseg.errors import MedsegError
 from medseg.models import SegOutput
-from medseg.objectives import DiceCELoss, Objective, SegmentationTerm, build_objective, soft_dice_loss
+from medseg.objectives import (
+    DiceCELoss,
+    Objective,
+    ObjectiveTerm,
+    SegmentationTerm,
+    build_objective,
+    register_term,
+    registry,
+    soft_dice_loss,
+)
 
 
 def test_soft_dice_perfect_and_disjoint() -> None:
@@ -35,9 +47,7 @@ def test_multiclass_loss_excludes_background_by_default() -> None:
     ce_only = DiceCELoss(binary=False, dice_weight=0.0, ce_weight=1.0)(logits, target)
     torch.testing.assert_close(ce_only, F.cross_entropy(logits, target))
     without_bg = DiceCELoss(binary=False, dice_weight=1.0, ce_weight=0.0)(logits, target)
-    with_bg = DiceCELoss(binary=False, dice_weight=1.0, ce_weight=0.0, include_background=True)(
-        logits, target
-    )
+    with_bg = DiceCELoss(binary=False, dice_weight=1.0, ce_weight=0.0, include_background=True)(logits, target)
     probs = torch.softmax(logits, 1)
     onehot = F.one_hot(target, 3).permute(0, 3, 1, 2).float()
     torch.testing.assert_close(without_bg, soft_dice_loss(probs[:, 1:], onehot[:, 1:]))
@@ -54,5 +64,30 @@ def test_objective_adds_weighted_terms_and_model_aux_losses() -> None:
     torch.testing.assert_close(total, 2.0 * parts["seg"] + 0.25)
     total.backward()
     assert logits.grad is not None
-    default_total, _ = build_objective(True, 0.5, 0.5, False)(SegOutput(logits=logits), batch)
+    default_total, _ = build_objective(load_config(None))(SegOutput(logits=logits), batch)
     torch.testing.assert_close(default_total, parts["seg"])
+
+
+class ScaledLogits(ObjectiveTerm):
+    def __init__(self, scale: float) -> None:
+        super().__init__()
+        self.scale = scale
+
+    def forward(self, output: SegOutput, batch: dict) -> torch.Tensor:
+        return self.scale * output.logits.mean()
+
+
+def test_configured_terms_are_built_from_the_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(registry, "_TERMS", dict(registry._TERMS))
+    register_term("scaled_logits")(lambda context, scale=1.0: ScaledLogits(scale))
+    config = load_config(None, ["loss.terms=[{name: scaled_logits, weight: 0.5, params: {scale: 4.0}}]"])
+    logits = torch.ones(1, 1, 4, 4)
+    total, parts = build_objective(config)(SegOutput(logits=logits), {"mask": torch.ones(1, 4, 4, dtype=torch.long)})
+    assert parts["scaled_logits"].item() == 4.0
+    torch.testing.assert_close(total, parts["seg"] + 2.0)
+    with pytest.raises(MedsegError, match=r"unknown parameter\(s\) factor; valid: scale"):
+        build_objective(load_config(None, ["loss.terms=[{name: scaled_logits, params: {factor: 2}}]"]))
+    with pytest.raises(MedsegError, match="unknown objective term 'nope'"):
+        build_objective(load_config(None, ["loss.terms=[{name: nope}]"]))
+    with pytest.raises(ConfigError, match="must be unique"):
+        load_config(None, ["loss.terms=[{name: a}, {name: a}]"])

@@ -72,10 +72,7 @@ class SegmentationTask(pl.LightningModule):
         self.save_hyperparameters({"config": config})
         self.config = config_from_dict(config)
         self.model = build_model(self.config)
-        loss = self.config.loss
-        self.objective = objective or build_objective(
-            self.config.binary, loss.dice_weight, loss.ce_weight, loss.include_background
-        )
+        self.objective = objective or build_objective(self.config)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Return the model's logits."""
