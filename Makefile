@@ -26,6 +26,12 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow
 
+benchmark: $(STAMP)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,bench]"
+	$(BIN)/python benchmarks/bench_selective_scan.py
+	$(BIN)/python benchmarks/bench_models.py
+	$(BIN)/python benchmarks/real_data_training.py
+
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 
