@@ -249,6 +249,12 @@ class TrainConfig(_Section):
         patience: stop early after this many validations without a better validation Dice (``null`` = never).
         val_every: validate every N epochs.
         progress_bar: show the progress bar.
+        task: ``segmentation``, or ``reconstruction`` (ReSeg-UNet stage 1: the model is fed the ground-truth label
+            map, class ids as floats repeated to ``data.in_channels``, and trained with 0.6 MSE + 0.4 L1 towards
+            ``recon_target``; ``loss`` settings are not used, ``best.ckpt`` is the lowest validation loss).
+        recon_target: what a reconstruction run regresses: ``image`` (the official code, broadcast over the output
+            channels; a multi-channel image is reduced to its channel mean unless it has one channel per output) or
+            ``mask`` (the one-hot mask).
     """
 
     epochs: int = Field(50, ge=1)
@@ -262,6 +268,8 @@ class TrainConfig(_Section):
     patience: int | None = Field(None, ge=1)
     val_every: int = Field(1, ge=1)
     progress_bar: bool = True
+    task: Literal["segmentation", "reconstruction"] = "segmentation"
+    recon_target: Literal["image", "mask"] = "image"
 
     @field_validator("precision", mode="before")
     @classmethod
@@ -300,12 +308,16 @@ class StageConfig(_Section):
             ``{"model.params.use_tamosc": true, "train.epochs": 50}``.
         init_from: name of an earlier stage whose best checkpoint initialises this stage's model (non-strict).
         freeze_loaded: freeze the parameters loaded from ``init_from``.
+        teacher_from: name of an earlier ``train.task: reconstruction`` stage whose **last** checkpoint (the final
+            epoch, the teacher of the official ReSeg code) becomes the ``teacher_checkpoint`` parameter of this
+            stage's ``reseg`` loss term.
     """
 
     name: str
     overrides: dict[str, Any] = Field(default_factory=dict)
     init_from: str | None = None
     freeze_loaded: bool = False
+    teacher_from: str | None = None
 
     @field_validator("name")
     @classmethod
@@ -356,8 +368,9 @@ class ExperimentConfig(_Section):
         for stage in self.stages:
             if stage.name in seen:
                 raise ValueError(f"stage name {stage.name!r} is used twice")
-            if stage.init_from is not None and stage.init_from not in seen:
-                raise ValueError(f"stage {stage.name!r}: init_from={stage.init_from!r} is not an earlier stage")
+            for key, source in (("init_from", stage.init_from), ("teacher_from", stage.teacher_from)):
+                if source is not None and source not in seen:
+                    raise ValueError(f"stage {stage.name!r}: {key}={source!r} is not an earlier stage")
             for key in stage.overrides:
                 if key.split(".")[0] in {"name", "output_dir", "stages"}:
                     raise ValueError(f"stage {stage.name!r} cannot override {key!r}")
@@ -370,6 +383,14 @@ class ExperimentConfig(_Section):
         if names is not None and len(names) != self.data.num_classes - 1:
             raise ValueError(
                 f"data.class_names needs {self.data.num_classes - 1} names (foreground classes), got {len(names)}"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _reconstruction_fits(self) -> ExperimentConfig:
+        if self.train.task == "reconstruction" and self.loss.terms:
+            raise ValueError(
+                "train.task=reconstruction trains with the reconstruction loss only; loss.terms must be empty"
             )
         return self
 
@@ -389,6 +410,9 @@ class ExperimentConfig(_Section):
         """Number of logit channels the model must produce."""
         return 1 if self.binary else self.data.num_classes
 
+
+TEACHER_TERM = "reseg"
+"""The loss term that receives a stage's ``teacher_from`` checkpoint as its ``teacher_checkpoint`` parameter."""
 
 _ENV_PATTERN = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
 
@@ -460,8 +484,13 @@ def _build(raw: dict[str, Any]) -> ExperimentConfig:
         config = ExperimentConfig.model_validate(raw)
     except ValidationError as error:
         raise ConfigError(_format_validation_error(error)) from None
+    stages = {stage.name: stage for stage in config.stages}
     for stage in config.stages:
         stage_config(config, stage)
+        if stage.teacher_from and stage_config(config, stages[stage.teacher_from]).train.task != "reconstruction":
+            raise ConfigError(
+                f"stage {stage.name!r}: teacher_from={stage.teacher_from!r} is not a train.task=reconstruction stage"
+            )
     return config
 
 
@@ -544,19 +573,41 @@ def config_from_dict(raw: dict[str, Any]) -> ExperimentConfig:
     return _build(raw)
 
 
-def stage_config(config: ExperimentConfig, stage: StageConfig, init_checkpoint: Path | None = None) -> ExperimentConfig:
+def _with_teacher(stage: StageConfig, terms: list[Any], checkpoint: Path | None) -> list[Any]:
+    """A copy of a stage's ``loss.terms`` with ``checkpoint`` as the ``teacher_checkpoint`` of its ``reseg`` term."""
+    if not any(isinstance(term, dict) and term.get("name") == TEACHER_TERM for term in terms):
+        raise ConfigError(f"stage {stage.name!r}: teacher_from needs a {TEACHER_TERM!r} term in loss.terms")
+    if checkpoint is None:
+        return terms
+    return [
+        {**term, "params": {**(term.get("params") or {}), "teacher_checkpoint": str(checkpoint)}}
+        if isinstance(term, dict) and term.get("name") == TEACHER_TERM
+        else term
+        for term in terms
+    ]
+
+
+def stage_config(
+    config: ExperimentConfig,
+    stage: StageConfig,
+    init_checkpoint: Path | None = None,
+    teacher_checkpoint: Path | None = None,
+) -> ExperimentConfig:
     """The single-run configuration of one stage: the experiment with the stage's overrides and no stages.
 
     Args:
         config: the multi-stage experiment.
         stage: one of ``config.stages``.
         init_checkpoint: checkpoint of the ``init_from`` stage, loaded into this stage's model.
+        teacher_checkpoint: checkpoint of the ``teacher_from`` stage, set as the ``teacher_checkpoint`` parameter
+            of the stage's ``reseg`` term.
 
     Returns:
         The validated stage configuration.
 
     Raises:
-        ConfigError: an override with an unknown key or a wrong value (the message names the stage).
+        ConfigError: an override with an unknown key or a wrong value, or ``teacher_from`` on a stage without a
+            ``reseg`` term (the message names the stage).
     """
     raw = config.model_dump(mode="json")
     raw["stages"] = []
@@ -565,6 +616,8 @@ def stage_config(config: ExperimentConfig, stage: StageConfig, init_checkpoint: 
     if init_checkpoint is not None:
         raw["model"]["checkpoint"] = str(init_checkpoint)
         raw["model"]["freeze_loaded"] = stage.freeze_loaded
+    if stage.teacher_from is not None:
+        raw["loss"]["terms"] = _with_teacher(stage, raw["loss"].get("terms") or [], teacher_checkpoint)
     try:
         return _build(raw)
     except ConfigError as error:

@@ -11,6 +11,7 @@ from medseg.config import ExperimentConfig, config_from_dict
 from medseg.engine.schedules import lr_multiplier
 from medseg.models import SegmentationModel, create_model
 from medseg.objectives import Objective, build_objective
+from medseg.objectives.reconstruction import encode_label_map, reconstruction_objective
 
 __all__ = ["SegmentationTask", "batch_dice", "build_model"]
 
@@ -62,24 +63,44 @@ class SegmentationTask(pl.LightningModule):
     The resolved configuration is stored in the checkpoint (``hyper_parameters["config"]``), so a checkpoint
     alone rebuilds the model and its preprocessing.
 
+    With ``train.task: reconstruction`` (ReSeg-UNet stage 1) the model is fed the ground-truth label map encoded
+    by :func:`~medseg.objectives.reconstruction.encode_label_map` instead of the image, the objective is the
+    reconstruction loss (logged as ``train/recon``), and validation logs ``val/loss`` only.
+
     Args:
         config: the experiment configuration as a plain mapping (``ExperimentConfig.model_dump(mode="json")``).
-        objective: the training objective; the default Dice + CE objective of ``config.loss`` when ``None``.
+        objective: the training objective; when ``None``, the Dice + CE objective of ``config.loss`` (or the
+            reconstruction objective of a reconstruction run).
     """
 
     def __init__(self, config: dict[str, Any], objective: Objective | None = None) -> None:
         super().__init__()
         self.save_hyperparameters({"config": config})
         self.config = config_from_dict(config)
+        self.reconstruction = self.config.train.task == "reconstruction"
         self.model = build_model(self.config)
-        self.objective = objective or build_objective(self.config)
+        default = reconstruction_objective if self.reconstruction else build_objective
+        self.objective = objective or default(self.config)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Return the model's logits."""
         return self.model(images)
 
+    def model_input(self, batch: dict[str, Any]) -> torch.Tensor:
+        """What the model is fed: the image, or the encoded label map in a reconstruction run.
+
+        Args:
+            batch: the batch (``image``, ``mask``).
+
+        Returns:
+            ``(B, in_channels, H, W)`` input.
+        """
+        if self.reconstruction:
+            return encode_label_map(batch["mask"], self.config.data.in_channels)
+        return batch["image"]
+
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        output = self.model.forward_features(batch["image"])
+        output = self.model.forward_features(self.model_input(batch))
         total, parts = self.objective(output, batch)
         size = batch["image"].shape[0]
         self.log("train/loss", total, on_step=False, on_epoch=True, prog_bar=True, batch_size=size)
@@ -88,12 +109,13 @@ class SegmentationTask(pl.LightningModule):
         return total
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        output = self.model.forward_features(batch["image"])
+        output = self.model.forward_features(self.model_input(batch))
         total, _ = self.objective(output, batch)
         size = batch["image"].shape[0]
-        self.log("val/loss", total, on_epoch=True, batch_size=size)
-        dice = batch_dice(output.logits, batch["mask"], self.config.eval.threshold)
-        self.log("val/dice", dice.mean(), on_epoch=True, prog_bar=True, batch_size=size)
+        self.log("val/loss", total, on_epoch=True, prog_bar=self.reconstruction, batch_size=size)
+        if not self.reconstruction:
+            dice = batch_dice(output.logits, batch["mask"], self.config.eval.threshold)
+            self.log("val/dice", dice.mean(), on_epoch=True, prog_bar=True, batch_size=size)
 
     def configure_optimizers(self) -> dict[str, Any]:
         optim = self.config.optim

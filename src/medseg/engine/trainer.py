@@ -32,9 +32,10 @@ class TrainResult:
 
     Attributes:
         run_dir: the run folder.
-        best_checkpoint: checkpoint with the highest validation Dice.
+        best_checkpoint: checkpoint with the highest validation Dice (lowest validation loss for a reconstruction
+            run).
         last_checkpoint: checkpoint after the last epoch.
-        best_val_dice: that highest validation Dice.
+        best_val_dice: that highest validation Dice (NaN for a reconstruction run).
     """
 
     run_dir: Path
@@ -147,17 +148,19 @@ def train(config: ExperimentConfig, run_dir: Path | None = None) -> TrainResult:
         if config.model.freeze_loaded:
             log.info("froze %d loaded parameter tensors", freeze_loaded_parameters(task.model, missing))
 
+    reconstruction = config.train.task == "reconstruction"
+    monitor, mode = ("val/loss", "min") if reconstruction else ("val/dice", "max")
     checkpoints = ModelCheckpoint(
         dirpath=run_dir / "checkpoints",
         filename="best",
-        monitor="val/dice",
-        mode="max",
+        monitor=monitor,
+        mode=mode,
         save_last=True,
         auto_insert_metric_name=False,
     )
     callbacks: list[Callback] = [checkpoints, EpochHistory(run_dir)]
     if config.train.patience:
-        callbacks.append(EarlyStopping(monitor="val/dice", mode="max", patience=config.train.patience))
+        callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=config.train.patience))
     precision = resolve_precision(config.train.precision, config.train.accelerator)
     trainer = pl.Trainer(
         max_epochs=config.train.epochs,
@@ -188,12 +191,12 @@ def train(config: ExperimentConfig, run_dir: Path | None = None) -> TrainResult:
     )
     started = time.perf_counter()
     trainer.fit(task, _loader(datasets["train"], config, True), _loader(datasets["val"], config, False))
-    best_score = checkpoints.best_model_score
+    best_score = float(checkpoints.best_model_score) if checkpoints.best_model_score is not None else float("nan")
     result = TrainResult(
         run_dir=run_dir,
         best_checkpoint=Path(checkpoints.best_model_path),
         last_checkpoint=Path(checkpoints.last_model_path),
-        best_val_dice=float(best_score) if best_score is not None else float("nan"),
+        best_val_dice=float("nan") if reconstruction else best_score,
     )
     summary = {
         "run": run_dir.name,
@@ -204,8 +207,18 @@ def train(config: ExperimentConfig, run_dir: Path | None = None) -> TrainResult:
         "steps": trainer.global_step,
         "precision": precision,
         "seconds": round(time.perf_counter() - started, 1),
-        "best_val_dice": result.best_val_dice,
-        "checkpoint_rule": "best: highest validation Dice (val/dice); last: final epoch",
+        **(
+            {
+                "best_val_loss": best_score,
+                "checkpoint_rule": "best: lowest validation reconstruction loss (val/loss); last: final epoch "
+                "(the ReSeg teacher)",
+            }
+            if reconstruction
+            else {
+                "best_val_dice": result.best_val_dice,
+                "checkpoint_rule": "best: highest validation Dice (val/dice); last: final epoch",
+            }
+        ),
         "data": reader.describe(),
         "split_sizes": {name: len(ids) for name, ids in splits.items()},
         "versions": {

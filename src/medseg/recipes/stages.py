@@ -3,12 +3,17 @@
 A staged run folder holds the experiment's ``config.yaml`` (with its stages), ``stages/<index>-<name>/`` (a complete
 run folder per stage), ``stages.json`` (what each stage trained and reached) and ``checkpoints/best.ckpt`` /
 ``last.ckpt`` pointing at the last stage's, so ``medseg evaluate`` treats it like any run.
+
+A stage passes weights on in two ways: ``init_from`` loads an earlier stage's **best** checkpoint into the model
+(UTANet), ``teacher_from`` gives an earlier stage's **last** checkpoint to the ``reseg`` loss term as its frozen
+teacher (ReSeg-UNet: stage 1 ``train.task: reconstruction``, stage 2 segmentation with the alignment term).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import shutil
 from pathlib import Path
@@ -60,15 +65,17 @@ def train_experiment(config: ExperimentConfig) -> TrainResult:
     records = []
     for index, stage in enumerate(config.stages, start=1):
         init = results[stage.init_from].best_checkpoint if stage.init_from else None
+        teacher = results[stage.teacher_from].last_checkpoint if stage.teacher_from else None
         stage_dir = run_dir / "stages" / f"{index}-{stage.name}"
         log.info(
-            "stage %d/%d: %s%s",
+            "stage %d/%d: %s%s%s",
             index,
             len(config.stages),
             stage.name,
             f" (initialised from {stage.init_from})" if init else "",
+            f" (teacher: last checkpoint of {stage.teacher_from})" if teacher else "",
         )
-        result = train(stage_config(config, stage, init), run_dir=stage_dir)
+        result = train(stage_config(config, stage, init, teacher), run_dir=stage_dir)
         results[stage.name] = result
         records.append(
             {
@@ -76,8 +83,9 @@ def train_experiment(config: ExperimentConfig) -> TrainResult:
                 "folder": str(stage_dir.relative_to(run_dir)),
                 "init_from": stage.init_from,
                 "freeze_loaded": stage.freeze_loaded,
+                "teacher_from": stage.teacher_from,
                 "overrides": stage.overrides,
-                "best_val_dice": result.best_val_dice,
+                "best_val_dice": None if math.isnan(result.best_val_dice) else result.best_val_dice,
             }
         )
         (run_dir / "stages.json").write_text(json.dumps(records, indent=2))
