@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from medseg.objectives import reseg, selfreg  # noqa: F401  (register the "reseg" and "selfreg" terms)
+from medseg.objectives import deep_supervision, reseg, selfreg  # noqa: F401  (register their terms)
 from medseg.objectives.base import Objective, ObjectiveTerm, SegmentationTerm
 from medseg.objectives.registry import TermContext, build_term, list_terms, register_term
 from medseg.objectives.supervised import DiceCELoss, soft_dice_loss
