@@ -140,7 +140,11 @@ def predict(
 def models(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
 ) -> None:
-    """List registered models with their parameter counts (reference configuration)."""
+    """List registered models: true and thop-style parameter counts (reference configuration), stated figure.
+
+    thop-style counts skip parameters thop does not see (Mamba and SS2D internals, deformable convolutions), as the
+    published ASC-Seg/VM-UNet tables do.
+    """
     with _user_errors():
         from medseg.models.summary import model_rows
 
@@ -148,13 +152,15 @@ def models(
     if as_json:
         print(json.dumps(rows, indent=2))
         return
-    table = Table("name", "parameters", "stated", "configuration", "paper")
+    with_paper = console.width >= 110  # the citation column only where it fits; --json always has it
+    table = Table("name", "parameters", "thop-style", "stated", "configuration", *(["paper"] if with_paper else []))
     for row in rows:
-        stated = f"{row['reference_params'] / 1e6:.2f} M" if row["reference_params"] else "-"
+        stated = f"{row['reference_params'] / 1e6:.4g} M" if row["reference_params"] else "-"
         kwargs = dict(row["kwargs"])
         channels = f"{kwargs.pop('in_channels', '?')} -> {kwargs.pop('num_classes', '?')}"
         setting = " ".join([channels, *(f"{key}={value}" for key, value in kwargs.items())])
-        table.add_row(row["name"], f"{row['params'] / 1e6:.2f} M", stated, setting, row["paper"])
+        cells = [row["name"], f"{row['params'] / 1e6:.4g} M", f"{row['thop_params'] / 1e6:.4g} M", stated, setting]
+        table.add_row(*cells, *([row["paper"]] if with_paper else []))
     console.print(table)
 
 

@@ -1,4 +1,4 @@
-"""Parameter counts of the registered models in their reference configurations."""
+"""Parameter counts of the registered models in their reference configurations: true and thop-style."""
 
 from __future__ import annotations
 
@@ -6,21 +6,19 @@ from typing import Any
 
 import torch
 
+from medseg.models.params import count_parameters, thop_style_count
 from medseg.models.registry import create_model, list_models, model_info
 
-__all__ = ["count_parameters", "model_rows"]
-
-
-def count_parameters(model: torch.nn.Module) -> int:
-    """Return the number of parameters (``sum(p.numel())``, trainable or not)."""
-    return sum(p.numel() for p in model.parameters())
+__all__ = ["model_rows"]
 
 
 def model_rows() -> list[dict[str, Any]]:
     """Describe every registered model, built on the meta device (no memory, no initialisation cost).
 
     Returns:
-        One mapping per model: ``name``, ``params``, ``reference_params``, ``kwargs`` and ``paper``.
+        One mapping per model: ``name``, ``params`` (true count, ``sum(p.numel())``), ``thop_params`` (what
+        ``thop.profile`` reports, assuming every module runs; see :mod:`medseg.models.params`),
+        ``reference_params``, ``kwargs`` and ``paper``.
     """
     rows = []
     for name in list_models():
@@ -32,6 +30,7 @@ def model_rows() -> list[dict[str, Any]]:
             {
                 "name": name,
                 "params": count_parameters(model),
+                "thop_params": thop_style_count(model),
                 "reference_params": info.reference_params,
                 "kwargs": kwargs,
                 "paper": info.paper,
