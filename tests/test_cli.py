@@ -236,3 +236,10 @@ def test_data_check_lists_every_problem_and_fails(tmp_path: Path) -> None:
     (root / "images" / "c.png").unlink()
     Image.fromarray(np.full((8, 8), 255, np.uint8)).save(root / "masks" / "b.png")
     assert runner.invoke(app, ["data", "check", str(root)]).exit_code == 0
+
+
+def test_another_protocol_writes_its_own_folder(trained_run: Path) -> None:
+    result = runner.invoke(app, ["evaluate", str(trained_run), "--protocol", "perimage_binary_clean"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((trained_run / "evaluation" / "test-perimage_binary_clean" / "summary.json").read_text())
+    assert summary["protocol"] == "perimage_binary_clean" and "empty_policy" not in summary

@@ -91,7 +91,8 @@ def evaluate_run(
 
     Writes ``cases.json`` (one record per case), ``summary.json`` (protocol, split, checkpoint rule, number of
     cases, mean/std/median and valid/undefined counts per metric), ``report.md`` and ``overlays/*.png`` into
-    ``<run>/evaluation/<split>/``.
+    ``<run>/evaluation/<split>/`` (``<split>-<protocol>/`` for a protocol other than the run's ``eval.protocol``,
+    so results under different rules never overwrite each other).
 
     Args:
         run_dir: the run folder.
@@ -127,7 +128,8 @@ def evaluate_run(
         policy=policy,
     )
     evaluator = get_protocol(protocol or config.eval.protocol, context)
-    out_dir = run_dir / "evaluation" / split
+    folder = split if evaluator.name == config.eval.protocol else f"{split}-{evaluator.name}"
+    out_dir = run_dir / "evaluation" / folder
     overlay_dir = out_dir / "overlays"
     overlay_dir.mkdir(parents=True, exist_ok=True)
 
