@@ -9,8 +9,8 @@ from torch import nn
 
 from medseg.models import VMUNet, create_model
 from medseg.models.layers.drop_path import DropPath
+from medseg.models.layers.tokens import PatchExpand, PatchMerging
 from medseg.models.params import count_parameters, thop_style_count
-from medseg.models.vmunet import PatchExpand, PatchMerging
 from tests.models.contract import ModelContract
 
 TINY = {"dims": (8, 16, 32, 64), "depths": (1, 1, 1, 1), "depths_decoder": (1, 1, 1, 1), "d_state": 4}
@@ -74,7 +74,7 @@ def test_patch_merging_order_and_patch_expand_layout() -> None:
     normed = (torch.tensor([0.0, 2.0, 1.0, 3.0]) - 1.5) / torch.tensor([0.0, 2.0, 1.0, 3.0]).std(unbiased=False)
     torch.testing.assert_close(merge(x).flatten(), normed[:2])  # neighbours (0,0), (1,0), (0,1), (1,1)
 
-    expand = PatchExpand(dim=1, in_dim=4)
+    expand = PatchExpand(in_dim=4, out_dim=1)
     with torch.no_grad():
         expand.expand.weight.copy_(torch.eye(4))
     expand.norm = nn.Identity()

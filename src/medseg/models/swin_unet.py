@@ -68,11 +68,10 @@ from torch import nn
 from medseg.models.base import SegmentationModel, SegOutput
 from medseg.models.encoders import EncoderWeightsError
 from medseg.models.layers.drop_path import DropPath
+from medseg.models.layers.tokens import PatchEmbed, PatchExpand, PatchMerging, init_token_weights, tokens_to_nchw
 from medseg.models.registry import register_model
 
 __all__ = [
-    "PatchExpand",
-    "PatchMerging",
     "SwinTransformerBlock",
     "SwinUNet",
     "WindowAttention",
@@ -228,60 +227,6 @@ class SwinTransformerBlock(nn.Module):
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
-class PatchEmbed(nn.Module):
-    """Non-overlapping ``patch x patch`` convolution then LayerNorm: NCHW image in, channels-last tokens out."""
-
-    def __init__(self, in_channels: int, dim: int, patch_size: int) -> None:
-        super().__init__()
-        self.proj = nn.Conv2d(in_channels, dim, kernel_size=patch_size, stride=patch_size)
-        self.norm = nn.LayerNorm(dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norm(self.proj(x).permute(0, 2, 3, 1))
-
-
-class PatchMerging(nn.Module):
-    """Halve the resolution and double the width: concatenate 2x2 neighbours, LayerNorm(4C), Linear(4C -> 2C).
-
-    Args:
-        dim: input channels C.
-    """
-
-    def __init__(self, dim: int) -> None:
-        super().__init__()
-        self.reduction = nn.Linear(4 * dim, 2 * dim, bias=False)
-        self.norm = nn.LayerNorm(4 * dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Merge ``(B, H, W, C)`` (H, W even) into ``(B, H/2, W/2, 2C)``."""
-        x = torch.cat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], dim=-1)
-        return self.reduction(self.norm(x))
-
-
-class PatchExpand(nn.Module):
-    """Up-sample by ``scale``: Linear(in -> scale^2 * out, no bias), pixel shuffle, LayerNorm(out).
-
-    Args:
-        in_dim: input channels.
-        out_dim: output channels (``in_dim / 2`` in the decoder, ``in_dim`` in the final 4x expansion).
-        scale: up-sampling factor.
-    """
-
-    def __init__(self, in_dim: int, out_dim: int, scale: int = 2) -> None:
-        super().__init__()
-        self.scale = scale
-        self.expand = nn.Linear(in_dim, scale * scale * out_dim, bias=False)
-        self.norm = nn.LayerNorm(out_dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Expand ``(B, H, W, in_dim)`` into ``(B, scale H, scale W, out_dim)``; channels read as ``(p1, p2, c)``."""
-        x = self.expand(x)
-        batch, height, width, channels = x.shape
-        s = self.scale
-        x = x.view(batch, height, width, s, s, channels // (s * s)).transpose(2, 3)
-        return self.norm(x.reshape(batch, height * s, width * s, channels // (s * s)))
-
-
 class _SwinStage(nn.Module):
     """Swin blocks of one stage (regular and shifted windows alternating) plus its optional resampling layer.
 
@@ -316,20 +261,6 @@ class _SwinStage(nn.Module):
         for block in self.blocks:
             x = block(x)
         return x
-
-
-def _init_weights(module: nn.Module) -> None:
-    if isinstance(module, nn.Linear):
-        nn.init.trunc_normal_(module.weight, std=0.02)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
-    elif isinstance(module, nn.LayerNorm):
-        nn.init.ones_(module.weight)
-        nn.init.zeros_(module.bias)
-
-
-def _nchw(tokens: torch.Tensor) -> torch.Tensor:
-    return tokens.permute(0, 3, 1, 2)
 
 
 @register_model(
@@ -415,7 +346,7 @@ class SwinUNet(SegmentationModel):
         self.norm_up = nn.LayerNorm(embed_dim)
         self.up = PatchExpand(embed_dim, embed_dim, scale=patch_size)
         self.output = nn.Conv2d(embed_dim, num_classes, kernel_size=1, bias=False)
-        self.apply(_init_weights)
+        self.apply(init_token_weights)
         if pretrained is not None:
             load_swin_pretrained(self, pretrained)
 
@@ -448,12 +379,12 @@ class SwinUNet(SegmentationModel):
             decoder.append(tokens)
             if self.layers_up[index].upsample is not None:
                 tokens = self.layers_up[index].upsample(tokens)
-        final = _nchw(self.up(self.norm_up(tokens)))
+        final = tokens_to_nchw(self.up(self.norm_up(tokens)))
         return SegOutput(
             logits=self.output(final),
-            encoder=[_nchw(t) for t in stage_outputs[:-1]],
-            bottleneck=_nchw(bottleneck),
-            decoder=[_nchw(t) for t in decoder],
+            encoder=[tokens_to_nchw(t) for t in stage_outputs[:-1]],
+            bottleneck=tokens_to_nchw(bottleneck),
+            decoder=[tokens_to_nchw(t) for t in decoder],
             final=final,
         )
 

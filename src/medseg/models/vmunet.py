@@ -51,76 +51,15 @@ from medseg.models.base import SegmentationModel, SegOutput
 from medseg.models.layers.drop_path import DropPath
 from medseg.models.layers.selective_scan import DEFAULT_CHUNK_SIZE
 from medseg.models.layers.ss2d import SS2D
+from medseg.models.layers.tokens import PatchEmbed, PatchExpand, PatchMerging, init_token_weights, tokens_to_nchw
 from medseg.models.registry import register_model
 
-__all__ = ["PatchExpand", "PatchMerging", "VMUNet", "VSSBlock"]
-
-
-def _pixel_shuffle_last(x: torch.Tensor, scale: int) -> torch.Tensor:
-    """``(B, H, W, s*s*c)`` -> ``(B, s H, s W, c)``, channels read as ``(p1, p2, c)``."""
-    batch, height, width, channels = x.shape
-    c = channels // (scale * scale)
-    x = x.view(batch, height, width, scale, scale, c).permute(0, 1, 3, 2, 4, 5)
-    return x.reshape(batch, height * scale, width * scale, c)
+__all__ = ["VMUNet", "VSSBlock"]
 
 
 def _linspace(stop: float, count: int) -> list[float]:
     """``count`` evenly spaced rates from 0 to ``stop`` (``[0.0]`` for one)."""
     return [stop * (i / (count - 1)) if count > 1 else 0.0 for i in range(count)]
-
-
-def _nchw(tokens: torch.Tensor) -> torch.Tensor:
-    return tokens.permute(0, 3, 1, 2)
-
-
-class PatchEmbed(nn.Module):
-    """Non-overlapping ``patch x patch`` convolution then LayerNorm: NCHW image in, channels-last tokens out."""
-
-    def __init__(self, in_channels: int, dim: int, patch_size: int) -> None:
-        super().__init__()
-        self.proj = nn.Conv2d(in_channels, dim, kernel_size=patch_size, stride=patch_size)
-        self.norm = nn.LayerNorm(dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norm(self.proj(x).permute(0, 2, 3, 1))
-
-
-class PatchMerging(nn.Module):
-    """Halve the resolution and double the width: concatenate 2x2 neighbours, LayerNorm(4C), Linear(4C -> 2C).
-
-    Args:
-        dim: input channels C.
-    """
-
-    def __init__(self, dim: int) -> None:
-        super().__init__()
-        self.norm = nn.LayerNorm(4 * dim)
-        self.reduction = nn.Linear(4 * dim, 2 * dim, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Merge ``(B, H, W, C)`` (H, W even) into ``(B, H/2, W/2, 2C)``."""
-        x = torch.cat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], dim=-1)
-        return self.reduction(self.norm(x))
-
-
-class PatchExpand(nn.Module):
-    """Double the resolution and halve the width: Linear(in -> s*s*out, no bias), pixel shuffle, LayerNorm(out).
-
-    Args:
-        dim: output channels; the input has ``in_dim`` channels.
-        in_dim: input channels (``2 * dim`` in the decoder, ``dim * scale`` for the final 4x expansion).
-        scale: up-sampling factor.
-    """
-
-    def __init__(self, dim: int, in_dim: int, scale: int = 2) -> None:
-        super().__init__()
-        self.scale = scale
-        self.expand = nn.Linear(in_dim, scale * scale * dim, bias=False)
-        self.norm = nn.LayerNorm(dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Expand ``(B, H, W, in_dim)`` into ``(B, s H, s W, dim)``."""
-        return self.norm(_pixel_shuffle_last(self.expand(x), self.scale))
 
 
 class VSSBlock(nn.Module):
@@ -156,7 +95,7 @@ class _Stage(nn.Module):
         upsample: bool = False,
     ) -> None:
         super().__init__()
-        self.upsample = PatchExpand(dim, 2 * dim) if upsample else None
+        self.upsample = PatchExpand(2 * dim, dim) if upsample else None
         self.blocks = nn.ModuleList(VSSBlock(dim, rate, d_state, chunk_size) for rate in rates)
         self.downsample = PatchMerging(dim) if downsample else None
 
@@ -167,16 +106,6 @@ class _Stage(nn.Module):
         for block in self.blocks:
             x = block(x)
         return x
-
-
-def _init_weights(module: nn.Module) -> None:
-    if isinstance(module, nn.Linear):
-        nn.init.trunc_normal_(module.weight, std=0.02)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
-    elif isinstance(module, nn.LayerNorm):
-        nn.init.ones_(module.weight)
-        nn.init.zeros_(module.bias)
 
 
 @register_model(
@@ -248,9 +177,9 @@ class VMUNet(SegmentationModel):
             )
             for i, dim in enumerate(dims_decoder)
         )
-        self.final_up = PatchExpand(dims[0] // patch_size, dims[0], scale=patch_size)
+        self.final_up = PatchExpand(dims[0], dims[0] // patch_size, scale=patch_size)
         self.final_conv = nn.Conv2d(dims[0] // patch_size, num_classes, kernel_size=1)
-        self.apply(_init_weights)
+        self.apply(init_token_weights)
 
     def forward_features(self, x: torch.Tensor) -> SegOutput:
         """Run VM-UNet.
@@ -277,11 +206,11 @@ class VMUNet(SegmentationModel):
                 tokens = tokens + skips[-index]
             tokens = stage(tokens)
             decoder.append(tokens)
-        final = _nchw(self.final_up(tokens))
+        final = tokens_to_nchw(self.final_up(tokens))
         return SegOutput(
             logits=self.final_conv(final),
-            encoder=[_nchw(t) for t in stage_outputs[:-1]],
-            bottleneck=_nchw(stage_outputs[-1]),
-            decoder=[_nchw(t) for t in decoder],
+            encoder=[tokens_to_nchw(t) for t in stage_outputs[:-1]],
+            bottleneck=tokens_to_nchw(stage_outputs[-1]),
+            decoder=[tokens_to_nchw(t) for t in decoder],
             final=final,
         )
