@@ -112,7 +112,9 @@ class DataConfig(_Section):
     """Where the images come from and how they are split and fed.
 
     Attributes:
-        dataset: reader name: ``synthetic``, ``image_folder`` or ``kvasir``.
+        dataset: reader name: ``synthetic``, ``image_folder``, ``kvasir``, ``cvc_clinicdb``, ``isic2016``,
+            ``isic2017``, ``isic2018``, ``ph2``, ``busi``, ``glas``, ``monuseg``, ``acdc``, ``synapse``, ``nnunet``,
+            or ``auto`` to detect the layout of ``root``.
         root: dataset folder; ``${MEDSEG_DATA}`` and ``~`` are expanded, relative paths resolve against the
             current directory.
         image_size: training and inference size (square side in pixels).
