@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -69,7 +70,8 @@ def train(
 
         experiment = load_config(config, overrides or [])
         result = train_experiment(experiment)
-    console.print(f"run folder: [bold]{result.run_dir}[/]  best validation Dice {result.best_val_dice:.4f}")
+    score = "" if math.isnan(result.best_val_dice) else f"  best validation Dice {result.best_val_dice:.4f}"
+    console.print(f"run folder: [bold]{result.run_dir}[/]{score}")
     console.print(f"next: medseg evaluate {result.run_dir}")
 
 
