@@ -509,8 +509,15 @@ def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+_EXPERIMENT_ONLY = {"name", "output_dir", "stages"}
+
+
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply ``key.sub=value`` overrides to a raw config tree; values are parsed as YAML scalars.
+
+    In a multi-stage experiment an override also goes into every stage's ``overrides`` (except ``name``,
+    ``output_dir`` and ``stages``), so the command line wins over what a recipe's stages set (``train.epochs=1``
+    shortens every stage).
 
     Args:
         raw: the tree read from YAML (modified in place and returned).
@@ -522,6 +529,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     Raises:
         ConfigError: an override without ``=`` or with an empty key.
     """
+    parsed = []
     for text in overrides:
         key, sep, value_text = text.partition("=")
         key = key.strip()
@@ -532,6 +540,13 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
         except yaml.YAMLError as error:
             raise ConfigError(f"override {text!r}: value is not valid YAML ({error})") from None
         _set_dotted(raw, key, value)
+        parsed.append((key, value))
+    for stage in raw.get("stages") or []:
+        if isinstance(stage, dict):
+            stage_overrides = stage.setdefault("overrides", {})
+            for key, value in parsed:
+                if key.split(".")[0] not in _EXPERIMENT_ONLY and isinstance(stage_overrides, dict):
+                    stage_overrides[key] = value
     return raw
 
 

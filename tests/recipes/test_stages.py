@@ -11,7 +11,7 @@ import torch
 from typer.testing import CliRunner
 
 from medseg.cli import app
-from medseg.config import ConfigError, load_config
+from medseg.config import ConfigError, load_config, stage_config
 from tests.test_cli import TINY
 
 RECIPE = """
@@ -51,7 +51,8 @@ def test_each_stage_gets_a_run_folder_and_the_last_one_is_published(staged_run: 
     published = (staged_run / "checkpoints" / "best.ckpt").resolve()
     assert published == (staged_run / "stages" / "2-tamosc" / "checkpoints" / "best.ckpt").resolve()
     stage_config = load_config(staged_run / "stages" / "2-tamosc" / "config.yaml")
-    assert stage_config.model.params["skip"] == "tamosc" and stage_config.train.epochs == 1
+    assert stage_config.model.params["skip"] == "tamosc"
+    assert stage_config.train.epochs == 2  # the command line (TINY: train.epochs=2) wins over the stage value 1
     assert stage_config.model.checkpoint.endswith("1-plain/checkpoints/best.ckpt")
 
 
@@ -96,3 +97,13 @@ def test_stage_override_errors_name_the_stage(tmp_path: Path) -> None:
     path.write_text("stages: [{name: second, overrides: {train.epoch: 3}}]\n")
     with pytest.raises(ConfigError, match=r"stage 'second': unknown config key 'train\.epoch'"):
         load_config(path)
+
+
+def test_command_line_overrides_win_over_stage_overrides(tmp_path: Path) -> None:
+    path = tmp_path / "staged.yaml"
+    path.write_text(RECIPE)
+    config = load_config(path, ["train.epochs=3", "data.image_size=48"])
+    second = stage_config(config, config.stages[1])
+    assert second.train.epochs == 3 and second.data.image_size == 48
+    assert second.model.params["skip"] == "tamosc"  # the stage's own other overrides stay
+    assert load_config(path).stages[1].overrides["train.epochs"] == 1
