@@ -32,7 +32,15 @@ from medseg.data.files import (
     verify_image,
 )
 
-__all__ = ["CaseCheck", "CaseRecord", "DatasetReader", "FileDatasetReader", "LoadedCase", "LoadedVolume"]
+__all__ = [
+    "CaseCheck",
+    "CaseRecord",
+    "DatasetReader",
+    "FileDatasetReader",
+    "LoadedCase",
+    "LoadedVolume",
+    "RecordTableReader",
+]
 
 
 @dataclass
@@ -296,7 +304,38 @@ class DatasetReader(ABC):
         return f"{self.name}: {len(self.list_cases())} cases{where}"
 
 
-class FileDatasetReader(DatasetReader):
+class RecordTableReader(DatasetReader):
+    """A reader whose cases are a table of :class:`CaseRecord` built once (``self._records``, sorted by id)."""
+
+    _records: dict[str, CaseRecord]
+
+    def list_cases(self) -> list[CaseRecord]:
+        """Every case.
+
+        Returns:
+            Records sorted by case id.
+        """
+        return list(self._records.values())
+
+    def record(self, case_id: str) -> CaseRecord:
+        """The files of one case.
+
+        Args:
+            case_id: id from :meth:`list_cases`.
+
+        Returns:
+            Its record.
+
+        Raises:
+            DataError: an unknown id.
+        """
+        try:
+            return self._records[case_id]
+        except KeyError:
+            raise DataError(f"case {case_id!r} is not in the {self.name} dataset at {self.root}") from None
+
+
+class FileDatasetReader(RecordTableReader):
     """A reader of image/mask file pairs; subclasses only find the pairs (:meth:`_scan`).
 
     Masks go through the label rule of :mod:`medseg.data.files` with the threshold of :meth:`mask_threshold`.
@@ -361,31 +400,6 @@ class FileDatasetReader(DatasetReader):
         """
         threshold = self.data_cfg.mask_threshold
         return self.default_mask_threshold if threshold is None else threshold
-
-    def list_cases(self) -> list[CaseRecord]:
-        """Every image/mask pair.
-
-        Returns:
-            Records sorted by case id.
-        """
-        return list(self._records.values())
-
-    def record(self, case_id: str) -> CaseRecord:
-        """The files of one case.
-
-        Args:
-            case_id: id from :meth:`list_cases`.
-
-        Returns:
-            Its record.
-
-        Raises:
-            DataError: an unknown id.
-        """
-        try:
-            return self._records[case_id]
-        except KeyError:
-            raise DataError(f"case {case_id!r} is not in the {self.name} dataset at {self.root}") from None
 
     def _raw_mask(self, record: CaseRecord, image_size: tuple[int, int] | None) -> np.ndarray:
         """Read the mask of ``record`` as raw values after the dataset's binarisation.

@@ -20,7 +20,7 @@ import numpy as np
 from medseg.config import DataConfig
 from medseg.data.errors import DataError
 from medseg.data.files import check_label_map, mask_classes, mask_values
-from medseg.data.readers import CaseCheck, CaseRecord, DatasetReader, LoadedCase, LoadedVolume
+from medseg.data.readers import CaseCheck, CaseRecord, LoadedCase, LoadedVolume, RecordTableReader
 
 __all__ = ["H5VolumeReader", "VolumeDatasetReader", "integral_labels"]
 
@@ -48,7 +48,7 @@ def integral_labels(raw: np.ndarray, source: str) -> np.ndarray:
     return rounded.astype(np.int64)
 
 
-class VolumeDatasetReader(DatasetReader):
+class VolumeDatasetReader(RecordTableReader):
     """Base of the volumetric readers; subclasses find the files (:meth:`_scan`) and read them.
 
     Args:
@@ -88,31 +88,6 @@ class VolumeDatasetReader(DatasetReader):
     @abstractmethod
     def _read_volume_slice(self, record: CaseRecord, index: int) -> tuple[np.ndarray, np.ndarray]:
         """Read slice ``index`` of a volume: image ``(H, W[, C])`` and raw labels ``(H, W)``."""
-
-    def list_cases(self) -> list[CaseRecord]:
-        """Every slice file and volume.
-
-        Returns:
-            Records sorted by case id.
-        """
-        return list(self._records.values())
-
-    def record(self, case_id: str) -> CaseRecord:
-        """The files of one case (a slice file or a volume).
-
-        Args:
-            case_id: id from :meth:`list_cases`.
-
-        Returns:
-            Its record.
-
-        Raises:
-            DataError: an unknown id.
-        """
-        try:
-            return self._records[case_id]
-        except KeyError:
-            raise DataError(f"case {case_id!r} is not in the {self.name} dataset at {self.root}") from None
 
     def is_volume(self, case_id: str) -> bool:
         """Whether a case is a volume (rather than a 2D slice file).
