@@ -1,10 +1,11 @@
-"""Training-step time and peak memory of every registered model on CPU, plus the overhead of TA-MoSC skips.
+"""Training-step time and peak memory of every registered model on CPU (or a CUDA GPU), plus TA-MoSC's overhead.
 
 Run from the repository root (takes a long while on 2 threads: each configuration builds its model, runs a warm-up
 step and up to ``--steps`` timed steps)::
 
     .venv/bin/python benchmarks/bench_models.py
     .venv/bin/python benchmarks/bench_models.py --models vmunet asc_seg --steps 2   # a subset
+    python benchmarks/bench_models.py --device cuda --steps 20   # on a GPU machine -> results/models-cuda.md
 
 Workload: batch 8 of 256 x 256 images, each model in its reference configuration (``default_kwargs`` of the
 registry, ``medseg models``), plus ``unet`` with ``skip=tamosc``. One training step = forward, loss, backward and an
@@ -17,9 +18,11 @@ Each (model, precision) pair runs in a fresh subprocess with 2 threads (``torch.
 ``OMP_NUM_THREADS``): one untimed warm-up step, then timed steps until ``--steps`` are done or ``--budget`` seconds
 have passed (at least one); the time is the median of the timed steps, and the table says how many there were.
 Peak memory is the subprocess's maximum resident set size (``resource.getrusage``) at the end, so it includes the
-Python and torch runtime (the ``import`` baseline is shown separately). Results go to ``benchmarks/results/models.md``
-and to stdout; the page records the machine, the torch version and the load average (other processes on a shared
-machine slow multi-threaded CPU runs down a lot).
+Python and torch runtime (the ``import`` baseline is shown separately). With ``--device cuda`` the model and batch
+live on the GPU, bf16 autocast is CUDA's, every step ends with ``torch.cuda.synchronize()`` before the clock is read,
+and the memory column is the peak of ``torch.cuda.max_memory_allocated``. Results go to
+``benchmarks/results/models.md`` (``models-cuda.md`` on a GPU) and to stdout; the page records the machine, the
+torch version and the load average (other processes on a shared machine slow multi-threaded CPU runs down a lot).
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ import torch
 
 THREADS = 2
 BATCH, SIZE = 8, 256
-RESULTS = Path(__file__).resolve().parent / "results" / "models.md"
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
 PRECISIONS = ("fp32", "bf16")
 OVERHEAD_PAIRS = (("utanet", "resnet34_unet"), ("unet+tamosc", "unet"))
 
@@ -63,20 +66,22 @@ def _model_configs() -> list[dict[str, Any]]:
 
 
 def worker(config: dict[str, Any]) -> dict[str, Any]:
-    """Measure one (model, precision) in this process: step times (s) and peak RSS (MB)."""
+    """Measure one (model, precision) in this process: step times (s) and peak memory (MB)."""
     torch.set_num_threads(THREADS)
+    device = torch.device(config["device"])
+    cuda = device.type == "cuda"
     from medseg.models import create_model
     from medseg.objectives import DiceCELoss, Objective, SegmentationTerm
     from medseg.objectives.deep_supervision import DeepSupervisionTerm
 
     baseline = _max_rss_mb()
     torch.manual_seed(0)
-    model = create_model(config["name"], **config["kwargs"]).train()
+    model = create_model(config["name"], **config["kwargs"]).train().to(device)
     num_classes = model.num_classes
     binary = num_classes == 1
     batch_size, size = config["batch"], config["size"]
-    images = torch.randn(batch_size, model.in_channels, size, size)
-    masks = torch.randint(0, 2 if binary else num_classes, (batch_size, size, size))
+    images = torch.randn(batch_size, model.in_channels, size, size, device=device)
+    masks = torch.randint(0, 2 if binary else num_classes, (batch_size, size, size), device=device)
     batch = {"image": images, "mask": masks}
     loss = DiceCELoss(binary)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-2)
@@ -87,7 +92,7 @@ def worker(config: dict[str, Any]) -> dict[str, Any]:
         nonlocal objective
         start = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             output = model.forward_features(images)
             if objective is None:
                 terms = {"seg": (1.0, SegmentationTerm(loss))}
@@ -98,6 +103,8 @@ def worker(config: dict[str, Any]) -> dict[str, Any]:
             total, _ = objective(output, batch)
         total.backward()
         optimizer.step()
+        if cuda:
+            torch.cuda.synchronize(device)
         return time.perf_counter() - start
 
     warmup = step()
@@ -109,7 +116,7 @@ def worker(config: dict[str, Any]) -> dict[str, Any]:
         "warmup_s": warmup,
         "step_s": statistics.median(times),
         "steps": len(times),
-        "peak_mb": _max_rss_mb(),
+        "peak_mb": torch.cuda.max_memory_allocated(device) / 2**20 if cuda else _max_rss_mb(),
         "baseline_mb": baseline,
         "params": sum(p.numel() for p in model.parameters()),
     }
@@ -142,12 +149,27 @@ def _load() -> str:
 
 def report(results: dict[str, dict[str, dict[str, Any]]], args: argparse.Namespace, loads: tuple[str, str]) -> str:
     """Render the Markdown results page from ``results[label][precision]``."""
+    cuda = args.device == "cuda"
+    memory = "peak GPU memory" if cuda else "peak RSS"
+    digits = 4 if cuda else 2
+    if cuda:
+        machine = f"{torch.cuda.get_device_name(0)}, host {_cpu_name()}"
+        memory_note = (
+            "- Peak GPU memory: `torch.cuda.max_memory_allocated` at the end of the run (model, optimiser, activations)"
+        )
+    else:
+        machine = f"{_cpu_name()}, {os.cpu_count()} logical CPUs visible, {platform.system()} {platform.release()}"
+        memory_note = (
+            "- Peak RSS: maximum resident set size of the fresh subprocess (includes the Python + torch runtime, about"
+            " the `import` column)"
+        )
     lines = [
-        "# Model benchmark: one training step on CPU",
+        f"# Model benchmark: one training step on {'a CUDA GPU' if cuda else 'CPU'}",
         "",
-        f"Generated by `.venv/bin/python benchmarks/bench_models.py` on {datetime.date.today().isoformat()}.",
+        f"Generated by `python benchmarks/bench_models.py --device {args.device} --steps {args.steps}` on "
+        f"{datetime.date.today().isoformat()}.",
         "",
-        f"- Machine: {_cpu_name()}, {os.cpu_count()} logical CPUs visible, {platform.system()} {platform.release()}",
+        f"- Machine: {machine}",
         f"- torch {torch.__version__}, {THREADS} threads per run; load average (1, 5, 15 min) at the start {loads[0]},"
         f" at the end {loads[1]} (a shared machine: other processes slow 2-thread runs down)",
         f"- Workload: batch {args.batch}, {args.size}x{args.size}, reference configuration of each model;"
@@ -155,12 +177,11 @@ def report(results: dict[str, dict[str, dict[str, Any]]], args: argparse.Namespa
         " + backward + AdamW step",
         f"- Time: median of the timed steps after one warm-up step; at most {args.steps} steps or until"
         f" {args.budget:.0f} s"
-        " of timed steps have passed (the `steps` column). bf16 = forward and loss under CPU bfloat16 autocast",
-        "- Peak RSS: maximum resident set size of the fresh subprocess (includes the Python + torch runtime, about"
-        " the `import` column)",
+        " of timed steps have passed (the `steps` column). bf16 = forward and loss under bfloat16 autocast",
+        memory_note,
         "",
-        "| Model | Params | fp32 step (s) | steps | fp32 peak RSS (MB) | bf16 step (s) | steps | bf16 peak RSS (MB) |"
-        " import (MB) |",
+        f"| Model | Params | fp32 step (s) | steps | fp32 {memory} (MB) | bf16 step (s) | steps | bf16 {memory} (MB) |"
+        " import RSS (MB) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for label, by_precision in results.items():
@@ -172,7 +193,7 @@ def report(results: dict[str, dict[str, dict[str, Any]]], args: argparse.Namespa
             elif "error" in result:
                 cells += [f"failed: {result['error']}", "", ""]
             else:
-                cells += [f"{result['step_s']:.2f}", str(result["steps"]), f"{result['peak_mb']:.0f}"]
+                cells += [f"{result['step_s']:.{digits}f}", str(result["steps"]), f"{result['peak_mb']:.0f}"]
                 params, base = f"{result['params'] / 1e6:.2f} M", f"{result['baseline_mb']:.0f}"
         lines.append(f"| {label} | {params} | " + " | ".join(cells) + f" | {base} |")
     overhead = []
@@ -181,7 +202,7 @@ def report(results: dict[str, dict[str, dict[str, Any]]], args: argparse.Namespa
             a, b = results.get(with_skip, {}).get(precision), results.get(plain, {}).get(precision)
             if a and b and "error" not in a and "error" not in b:
                 overhead.append(
-                    f"| {with_skip} vs {plain} | {precision} | {a['step_s'] - b['step_s']:+.2f} s"
+                    f"| {with_skip} vs {plain} | {precision} | {a['step_s'] - b['step_s']:+.{digits}f} s"
                     f" ({a['step_s'] / b['step_s'] - 1:+.0%}) | {a['peak_mb'] - b['peak_mb']:+.0f} MB"
                     f" ({a['peak_mb'] / b['peak_mb'] - 1:+.0%}) |"
                 )
@@ -190,7 +211,7 @@ def report(results: dict[str, dict[str, dict[str, Any]]], args: argparse.Namespa
             "",
             "## TA-MoSC overhead",
             "",
-            "| Pair | Precision | Step time | Peak RSS |",
+            f"| Pair | Precision | Step time | {memory.capitalize()} |",
             "|---|---|---:|---:|",
             *overhead,
         ]
@@ -205,7 +226,8 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=60.0, help="seconds of timed steps per configuration")
     parser.add_argument("--batch", type=int, default=BATCH, help="batch size")
     parser.add_argument("--size", type=int, default=SIZE, help="image side in pixels")
-    parser.add_argument("--output", type=Path, default=RESULTS, help="Markdown file to write")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--output", type=Path, help="Markdown file to write (default: results/models[-cuda].md)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -222,10 +244,11 @@ def main() -> None:
     for config in configs:
         for precision in args.precisions:
             print(f"running {config['label']} ({precision}) ...", file=sys.stderr, flush=True)
-            run = {**config, "precision": precision, "steps": args.steps, "budget": args.budget}
+            run = {**config, "precision": precision, "steps": args.steps, "budget": args.budget, "device": args.device}
             run.update(batch=args.batch, size=args.size)
             results.setdefault(config["label"], {})[precision] = _run_in_subprocess(run)
     page = report(results, args, (start_load, _load()))
+    args.output = args.output or RESULTS_DIR / ("models-cuda.md" if args.device == "cuda" else "models.md")
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(page)
     print(page)

@@ -128,3 +128,51 @@ def test_gradients_reach_the_features() -> None:
     SelfRegTerm()(model.forward_features(torch.randn(2, 1, 32, 32)), {}).backward()
     assert model.down4[1][0].weight.grad is not None  # the bottleneck stage
     assert model.head.weight.grad is None  # SelfReg never touches the head
+
+
+def _reference_intra(feature: torch.Tensor) -> float:
+    """IFD written out element by element from methods.md §6.2 (a second, loop-based reading of the official code)."""
+    batch, channels = feature.shape[:2]
+    values = feature.double()
+    scores = []
+    for c in range(channels):
+        per_sample = [values[b, c] / values[b, c].pow(2).sum().sqrt().clamp_min(1e-12) for b in range(batch)]
+        scores.append(torch.stack(per_sample).mean().item())
+    order = sorted(range(channels), key=lambda c: -scores[c])
+    half = channels // 2
+    squared = [(values[:, order[i]] - values[:, order[half + i]]).pow(2).mean().item() for i in range(half)]
+    return sum(squared) / half
+
+
+def _reference_inter(feature: torch.Tensor, final: torch.Tensor, student: list[int], teacher: list[int]) -> float:
+    """SCR as coded: pool the larger map to the smaller height (square), then MSE of the paired channels."""
+    if feature.shape[-1] > final.shape[-1]:
+        feature = F.adaptive_avg_pool2d(feature, (final.shape[-2], final.shape[-2]))
+    elif feature.shape[-1] < final.shape[-1]:
+        final = F.adaptive_avg_pool2d(final, (feature.shape[-2], feature.shape[-2]))
+    pairs = [
+        (feature[:, s].double() - final[:, t].double()).pow(2).mean().item()
+        for s, t in zip(student, teacher, strict=True)
+    ]
+    return sum(pairs) / len(pairs)
+
+
+def test_term_matches_a_loop_transcription_of_the_official_unet_kd_loss() -> None:
+    torch.manual_seed(5)
+    model = create_model("unet", in_channels=1, num_classes=4, base_channels=8, bilinear=True)
+    output = model.forward_features(torch.rand(3, 1, 48, 48))
+    encoder = [*output.encoder[1:], output.bottleneck]  # x2, x3, x4, x5 of the official UNet_hd
+    decoder = list(output.decoder[:3])  # up1, up2, up3; up4 is the final map
+    final = output.final
+    replica = torch.Generator().manual_seed(9)
+    inter = []
+    for feature in [*decoder, *encoder]:
+        count = min(feature.shape[1], final.shape[1])
+        student = torch.randperm(feature.shape[1], generator=replica)[:count].tolist()
+        teacher = torch.randperm(final.shape[1], generator=replica)[:count].tolist()
+        inter.append(_reference_inter(feature, final, student, teacher))
+    official = 0.1 * (
+        sum(_reference_intra(f) for f in encoder) / 4 + sum(_reference_intra(f) for f in decoder) / 3 + sum(inter) / 7
+    )
+    term = build_term("selfreg", context(9), {"single_lambda": 0.1})
+    assert term(output, {}).item() == pytest.approx(official, rel=1e-5)
