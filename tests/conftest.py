@@ -63,4 +63,3 @@ def busi_root(data_root: Path) -> Path:
 def ph2_root(data_root: Path) -> Path:
     """The PH2 sample (original layout)."""
     return real_dataset(data_root, "ph2-sample")
-

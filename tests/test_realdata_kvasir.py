@@ -18,9 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.realdata
 
 
-def test_kvasir_train_evaluate_predict(
-    kvasir_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_kvasir_train_evaluate_predict(kvasir_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MEDSEG_DATA", str(kvasir_root.parent))
     runner = CliRunner()
     result = runner.invoke(
@@ -65,9 +63,7 @@ def test_kvasir_train_evaluate_predict(
     assert (case["width"], case["height"]) == original.size  # metrics at the original resolution
 
     image = kvasir_root / "images" / f"{splits['test'][0]}.jpg"
-    result = runner.invoke(
-        app, ["predict", str(run / "checkpoints" / "best.ckpt"), str(image), str(tmp_path / "pred")]
-    )
+    result = runner.invoke(app, ["predict", str(run / "checkpoints" / "best.ckpt"), str(image), str(tmp_path / "pred")])
     assert result.exit_code == 0, result.output
     mask = np.asarray(Image.open(tmp_path / "pred" / f"{image.stem}.png"))
     assert mask.shape == Image.open(image).size[::-1]

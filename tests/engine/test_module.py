@@ -59,8 +59,17 @@ def test_optimizer_and_plateau_schedule_from_config() -> None:
     from medseg.config import load_config
     from medseg.engine import SegmentationTask
 
-    config = load_config(None, ["model.params.base_channels=2", "optim.name=nadam", "optim.lr=0.01",
-                                "scheduler.name=plateau", "scheduler.factor=0.5", "scheduler.patience=3"])
+    config = load_config(
+        None,
+        [
+            "model.params.base_channels=2",
+            "optim.name=nadam",
+            "optim.lr=0.01",
+            "scheduler.name=plateau",
+            "scheduler.factor=0.5",
+            "scheduler.patience=3",
+        ],
+    )
     task = SegmentationTask(config.model_dump(mode="json"))
     task.trainer = SimpleNamespace(estimated_stepping_batches=10)
     setup = task.configure_optimizers()

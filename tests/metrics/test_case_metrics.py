@@ -21,9 +21,7 @@ SOME = np.zeros(SHAPE, dtype=bool)
 SOME[1:3, 2:5] = True
 
 POLICIES = [
-    EmptyPolicy(both_empty=both, hd95_empty=one_sided)
-    for both in ("one", "nan")
-    for one_sided in ("nan", "diagonal")
+    EmptyPolicy(both_empty=both, hd95_empty=one_sided) for both in ("one", "nan") for one_sided in ("nan", "diagonal")
 ]
 
 
@@ -115,18 +113,14 @@ def test_multiclass_with_class_absent_in_both() -> None:
         per = result["per_class"][name]
         assert per["empty_case"] == "none"
         assert per["dice"] == pytest.approx(mb.dc(pred == label, gt == label), abs=1e-6)
-        assert per["hd95"] == pytest.approx(
-            mb.hd95(pred == label, gt == label, voxelspacing=(0.8, 1.2)), abs=1e-6
-        )
+        assert per["hd95"] == pytest.approx(mb.hd95(pred == label, gt == label, voxelspacing=(0.8, 1.2)), abs=1e-6)
     tumour = result["per_class"]["tumour"]
     assert tumour["empty_case"] == "both" and tumour["dice"] == 1.0 and tumour["hd95"] == 0.0
     dices = [result["per_class"][n]["dice"] for n in names[1:]]
     assert result["mean"]["dice"] == pytest.approx(sum(dices) / 3)
     assert set(result["mean"]) == set(CASE_METRICS)
 
-    nan_policy = multiclass_case_metrics(
-        pred, gt, 4, spacing=(0.8, 1.2), policy=EmptyPolicy(both_empty="nan")
-    )
+    nan_policy = multiclass_case_metrics(pred, gt, 4, spacing=(0.8, 1.2), policy=EmptyPolicy(both_empty="nan"))
     assert math.isnan(nan_policy["per_class"]["class_3"]["dice"])
     liver, kidney = nan_policy["per_class"]["class_1"], nan_policy["per_class"]["class_2"]
     for metric in CASE_METRICS:

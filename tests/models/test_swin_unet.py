@@ -32,6 +32,27 @@ def test_reference_features_at_224() -> None:
     assert [tuple(f.shape[1:]) for f in out.decoder] == [(384, 14, 14), (192, 28, 28), (96, 56, 56)]
     assert tuple(out.final.shape[1:]) == (96, 224, 224)
     assert tuple(out.logits.shape) == (2, 9, 224, 224)
+    # every Swin block's output, as the official SelfReg model returns them (enc_feats / dec_feats)
+    assert [[tuple(f.shape[1:]) for f in stage] for stage in out.encoder_blocks] == [
+        [(96, 56, 56)] * 2,
+        [(192, 28, 28)] * 2,
+        [(384, 14, 14)] * 2,
+        [(768, 7, 7)] * 2,
+    ]
+    assert [[tuple(f.shape[1:]) for f in stage] for stage in out.decoder_blocks] == [
+        [(384, 14, 14)] * 2,
+        [(192, 28, 28)] * 2,
+        [(96, 56, 56)] * 2,
+    ]
+
+
+def test_stage_features_are_the_last_blocks() -> None:
+    torch.manual_seed(0)
+    out = create_model("swin_unet", in_channels=3, num_classes=2, **TINY).forward_features(torch.randn(1, 3, 64, 64))
+    assert all(f is blocks[-1] for f, blocks in zip(out.encoder, out.encoder_blocks[:-1], strict=True))
+    assert all(f is blocks[-1] for f, blocks in zip(out.decoder, out.decoder_blocks, strict=True))
+    assert [len(blocks) for blocks in out.encoder_blocks] == [2, 1, 1, 1]
+    assert not torch.equal(out.encoder_blocks[0][0], out.encoder_blocks[0][1])
 
 
 def window_layout(model: SwinUNet) -> list[list[tuple[int, int]]]:

@@ -176,3 +176,37 @@ def test_term_matches_a_loop_transcription_of_the_official_unet_kd_loss() -> Non
     )
     term = build_term("selfreg", context(9), {"single_lambda": 0.1})
     assert term(output, {}).item() == pytest.approx(official, rel=1e-5)
+
+
+def test_swin_term_is_the_official_first_and_last_block_formula() -> None:
+    """methods.md §6.2, Swin-UNet: (1/4)Σ intra(E_last) + (1/4)Σ intra(E_first) + (1/3)Σ intra(D_first)
+    + (1/3)Σ intra(D_last) + (1/7)(Σ inter(D_last) + Σ inter(E_last)) + (1/7)(Σ inter(D_first) + Σ inter(E_first))."""
+    torch.manual_seed(2)
+    tiny = {"img_size": 64, "embed_dim": 16, "depths": (2, 2, 2, 2), "num_heads": (1, 2, 2, 4), "window_size": 4}
+    output = create_model("swin_unet", in_channels=3, num_classes=4, **tiny).forward_features(torch.randn(2, 3, 64, 64))
+    final = output.final
+    replica = torch.Generator().manual_seed(4)
+
+    def inter_sum(features: list[torch.Tensor]) -> float:
+        total = 0.0
+        for feature in features:
+            count = min(feature.shape[1], final.shape[1])
+            student = torch.randperm(feature.shape[1], generator=replica)[:count].tolist()
+            teacher = torch.randperm(final.shape[1], generator=replica)[:count].tolist()
+            total += _reference_inter(feature, final, student, teacher)
+        return total
+
+    enc_last = [blocks[-1] for blocks in output.encoder_blocks]
+    enc_first = [blocks[0] for blocks in output.encoder_blocks]
+    dec_last = [blocks[-1] for blocks in output.decoder_blocks]
+    dec_first = [blocks[0] for blocks in output.decoder_blocks]
+    intra = (
+        sum(map(_reference_intra, enc_last)) / 4
+        + sum(map(_reference_intra, dec_last)) / 3
+        + sum(map(_reference_intra, enc_first)) / 4
+        + sum(map(_reference_intra, dec_first)) / 3
+    )
+    inter = inter_sum([*dec_last, *enc_last]) / 7 + inter_sum([*dec_first, *enc_first]) / 7
+    term = build_term("selfreg", context(4), {"lambda_ifd": 0.02, "lambda_scr": 0.01})
+    assert term(output, {}).item() == pytest.approx(0.02 * intra + 0.01 * inter, rel=1e-5)
+    assert output.encoder_blocks[3][-1] is not output.bottleneck  # the bottleneck stage is used before its norm

@@ -30,9 +30,7 @@ class Predictor:
         device: where to run the model.
     """
 
-    def __init__(
-        self, model: SegmentationModel, config: ExperimentConfig, device: str | torch.device = "cpu"
-    ) -> None:
+    def __init__(self, model: SegmentationModel, config: ExperimentConfig, device: str | torch.device = "cpu") -> None:
         self.model = model.to(device).eval()
         self.config = config
         self.device = torch.device(device)
@@ -52,9 +50,7 @@ class Predictor:
         payload = read_checkpoint(path)
         config = load_checkpoint_config(payload, path)
         model = build_model(config)
-        state = {
-            k.removeprefix("model."): v for k, v in payload["state_dict"].items() if k.startswith("model.")
-        }
+        state = {k.removeprefix("model."): v for k, v in payload["state_dict"].items() if k.startswith("model.")}
         model.load_state_dict(state)
         return cls(model, config, device)
 

@@ -110,9 +110,7 @@ def binary_case_metrics(
         }
     if pred_empty or gt_empty:
         distance = (
-            float(np.sqrt(np.sum((np.asarray(shape) * sampling) ** 2)))
-            if policy.hd95_empty == "diagonal"
-            else _NAN
+            float(np.sqrt(np.sum((np.asarray(shape) * sampling) ** 2))) if policy.hd95_empty == "diagonal" else _NAN
         )
         return {
             "dice": 0.0,
@@ -182,8 +180,7 @@ def multiclass_case_metrics(
                 f"{name} labels must lie in [0, {num_classes}), got range [{labels.min()}, {labels.max()}]"
             )
     per_class = {
-        class_names[c]: binary_case_metrics(pred == c, gt == c, spacing, policy)
-        for c in range(1, num_classes)
+        class_names[c]: binary_case_metrics(pred == c, gt == c, spacing, policy) for c in range(1, num_classes)
     }
     stats = summarize(list(per_class.values()), CASE_METRICS)
     return {"per_class": per_class, "mean": {metric: stats[metric]["mean"] for metric in CASE_METRICS}}

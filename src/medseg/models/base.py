@@ -28,6 +28,9 @@ class SegOutput:
         final: the last decoder feature before the segmentation head ``(B, c, H, W)``.
         aux_logits: deep-supervision predictions (any resolution), empty when the model has none.
         aux_losses: scalar losses the model defines itself (e.g. a mixture-of-experts balance loss).
+        encoder_blocks: for models whose stages are stacks of blocks (Swin-UNet), the output of every block of every
+            encoder stage, the bottleneck stage last (``encoder_blocks[s][b]``, NCHW); empty for other models.
+        decoder_blocks: the same for the decoder stages, deep to shallow; empty for other models.
     """
 
     logits: torch.Tensor
@@ -37,6 +40,8 @@ class SegOutput:
     final: torch.Tensor | None = None
     aux_logits: list[torch.Tensor] = field(default_factory=list)
     aux_losses: dict[str, torch.Tensor] = field(default_factory=dict)
+    encoder_blocks: list[list[torch.Tensor]] = field(default_factory=list)
+    decoder_blocks: list[list[torch.Tensor]] = field(default_factory=list)
 
 
 class SegmentationModel(nn.Module):
@@ -77,13 +82,9 @@ class SegmentationModel(nn.Module):
             x: image batch to check.
         """
         if x.ndim != 4:
-            raise ValueError(
-                f"{type(self).__name__} expects a (B, C, H, W) batch, got shape {tuple(x.shape)}"
-            )
+            raise ValueError(f"{type(self).__name__} expects a (B, C, H, W) batch, got shape {tuple(x.shape)}")
         if x.shape[1] != self.in_channels:
-            raise ValueError(
-                f"{type(self).__name__} expects {self.in_channels} input channels, got {x.shape[1]}"
-            )
+            raise ValueError(f"{type(self).__name__} expects {self.in_channels} input channels, got {x.shape[1]}")
         height, width = x.shape[-2:]
         if height % self.output_stride or width % self.output_stride:
             raise ValueError(

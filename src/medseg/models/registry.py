@@ -81,9 +81,7 @@ def _load_entry_points() -> None:
     _entry_points_loaded = True
     for entry_point in entry_points(group=ENTRY_POINT_GROUP):
         if entry_point.name not in _REGISTRY:
-            _REGISTRY[entry_point.name] = ModelInfo(
-                entry_point.name, entry_point.load(), paper=entry_point.value
-            )
+            _REGISTRY[entry_point.name] = ModelInfo(entry_point.name, entry_point.load(), paper=entry_point.value)
 
 
 def list_models() -> list[str]:

@@ -52,7 +52,9 @@ relative-position index and shift masks are derived buffers and are not saved.
 Features (``forward_features``, NCHW, tiny at 224; methods.md §5.2 and §6.1): ``encoder`` = the last Swin-block
 output of ``layers.0 .. 2`` before merging (96@56, 192@28, 384@14); ``bottleneck`` = ``layers.3`` after ``norm``
 (768@7); ``decoder`` = the last Swin-block output of ``layers_up.1 .. 3`` before expansion (384@14, 192@28, 96@56);
-``final`` = the output of the final 4x expansion (96@224), before the 1x1 output convolution.
+``final`` = the output of the final 4x expansion (96@224), before the 1x1 output convolution. ``encoder_blocks`` and
+``decoder_blocks`` hold every Swin block's output of ``layers.0 .. 3`` and ``layers_up.1 .. 3`` (the official
+SelfReg ``enc_feats``/``dec_feats``, methods.md §6.1; the bottleneck stage's blocks are before ``norm``).
 """
 
 from __future__ import annotations
@@ -257,10 +259,13 @@ class _SwinStage(nn.Module):
         self.downsample = PatchMerging(dim) if downsample else None
         self.upsample = PatchExpand(dim, dim // 2) if upsample else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Run the Swin blocks (not the merge or expansion) and return every block's output, last block last."""
+        outputs = []
         for block in self.blocks:
             x = block(x)
-        return x
+            outputs.append(x)
+        return outputs
 
 
 @register_model(
@@ -363,29 +368,35 @@ class SwinUNet(SegmentationModel):
         if x.shape[1] == 1:
             x = x.repeat(1, 3, 1, 1)
         tokens = self.patch_embed(x)
-        skips, stage_outputs = [], []
+        skips, encoder_blocks = [], []
         for layer in self.layers:
             skips.append(tokens)
-            tokens = layer(tokens)
-            stage_outputs.append(tokens)
+            blocks = layer(tokens)
+            encoder_blocks.append(blocks)
+            tokens = blocks[-1]
             if layer.downsample is not None:
                 tokens = layer.downsample(tokens)
         bottleneck = self.norm(tokens)
         tokens = self.layers_up[0](bottleneck)
-        decoder = []
+        decoder_blocks = []
         for index in range(1, len(self.layers_up)):
             tokens = self.concat_back_dim[index](torch.cat([tokens, skips[-1 - index]], dim=-1))
-            tokens = self.layers_up[index](tokens)
-            decoder.append(tokens)
+            blocks = self.layers_up[index](tokens)
+            decoder_blocks.append(blocks)
+            tokens = blocks[-1]
             if self.layers_up[index].upsample is not None:
                 tokens = self.layers_up[index].upsample(tokens)
         final = tokens_to_nchw(self.up(self.norm_up(tokens)))
+        encoder_maps = [[tokens_to_nchw(t) for t in blocks] for blocks in encoder_blocks]
+        decoder_maps = [[tokens_to_nchw(t) for t in blocks] for blocks in decoder_blocks]
         return SegOutput(
             logits=self.output(final),
-            encoder=[tokens_to_nchw(t) for t in stage_outputs[:-1]],
+            encoder=[blocks[-1] for blocks in encoder_maps[:-1]],
             bottleneck=tokens_to_nchw(bottleneck),
-            decoder=[tokens_to_nchw(t) for t in decoder],
+            decoder=[blocks[-1] for blocks in decoder_maps],
             final=final,
+            encoder_blocks=encoder_maps,
+            decoder_blocks=decoder_maps,
         )
 
 

@@ -28,10 +28,14 @@ full-resolution stem ``x1`` is not distilled) and decoder ``up1, up2, up3`` (``u
     L = λ_IFD · [ mean_enc intra(f) + mean_dec intra(f) ] + λ_SCR · mean_{dec, then enc} inter(f, final)
 
 which is the official U-Net formula ``(1/4)Σ_4 intra + (1/3)Σ_3 intra + (1/7)Σ_7 inter`` with its single λ split in
-two. The official Swin-UNet formula uses the first and the last block of every stage; a ``SegOutput`` exposes one
-feature per stage (the stage output, i.e. the last block), so the first-block terms have no counterpart and the
-formula reduces to the one above. Relative to the Swin formula with first = last, every term is counted once instead
-of twice, so the loss is about half the official Swin magnitude for the same λ.
+two. Models whose stages are stacks of blocks expose every block's output (``SegOutput.encoder_blocks`` and
+``decoder_blocks``, Swin-UNet); then the loss is the official Swin-UNet formula, the sum above taken once over the
+last block of every stage and once over the first block::
+
+    L = Σ_{p ∈ (last, first)} λ_IFD · [ mean_enc intra(f_p) + mean_dec intra(f_p) ]
+                            + λ_SCR · mean_{dec, then enc} inter(f_p, final)
+
+with the encoder stages including the bottleneck stage (its blocks before the final LayerNorm), as coded.
 
 Weights: the paper's λ1 (IFD) and λ2 (SCR), both 0.015 by default. ``single_lambda`` reproduces the released
 commands, which put one λ on the sum (``λ·(IFD + SCR)``: 0.015 for Synapse U-Net, 0.010 for the Synapse Swin-UNet
@@ -158,8 +162,33 @@ class SelfRegTerm(ObjectiveTerm):
             output: the model's output.
 
         Returns:
-            ``(IFD, SCR)``: mean IFD over the encoder group plus mean IFD over the decoder group, and the mean SCR
-            over the decoder group then the encoder group (the official order of the random draws).
+            ``(IFD, SCR)``: for each feature set of :meth:`feature_sets`, the mean IFD over its encoder group plus
+            the mean IFD over its decoder group, and the mean SCR over its decoder then encoder group (the official
+            order of the random draws), summed over the sets.
+
+        Raises:
+            ValueError: the model exposes no usable feature.
+        """
+        groups = self.feature_sets(output)
+        final = output.final
+        assert final is not None  # checked by feature_groups
+        ifd = scr = final.new_zeros((), dtype=torch.float32)
+        for encoder, decoder in groups:
+            ifd = ifd + _mean([intra_feature_distillation(f) for f in encoder], final)
+            ifd = ifd + _mean([intra_feature_distillation(f) for f in decoder], final)
+            scr = scr + _mean([semantic_consistency(f, final, self.generator) for f in [*decoder, *encoder]], final)
+        return ifd, scr
+
+    def feature_sets(self, output: SegOutput) -> list[tuple[list[torch.Tensor], list[torch.Tensor]]]:
+        """The (encoder, decoder) feature lists the loss is summed over.
+
+        Args:
+            output: the model's output.
+
+        Returns:
+            One pair, :func:`feature_groups`, for models with one feature per stage; for models that expose their
+            blocks, two pairs: the last block of every stage, then the first block (both without the features at
+            ``final``'s resolution unless ``full_resolution``).
 
         Raises:
             ValueError: the model exposes no usable feature.
@@ -167,13 +196,18 @@ class SelfRegTerm(ObjectiveTerm):
         encoder, decoder = feature_groups(output, self.full_resolution)
         if not encoder and not decoder:
             raise ValueError("SelfReg found no encoder or decoder feature coarser than the model's `final` feature")
+        if not (output.encoder_blocks and output.decoder_blocks):
+            return [(encoder, decoder)]
         final = output.final
-        assert final is not None  # checked by feature_groups
-        ifd = _mean([intra_feature_distillation(f) for f in encoder], final) + _mean(
-            [intra_feature_distillation(f) for f in decoder], final
-        )
-        scr = _mean([semantic_consistency(f, final, self.generator) for f in [*decoder, *encoder]], final)
-        return ifd, scr
+        assert final is not None
+
+        def kept(features: list[torch.Tensor]) -> list[torch.Tensor]:
+            return [f for f in features if self.full_resolution or f.shape[-2:] != final.shape[-2:]]
+
+        return [
+            (kept([b[position] for b in output.encoder_blocks]), kept([b[position] for b in output.decoder_blocks]))
+            for position in (-1, 0)
+        ]
 
     def forward(self, output: SegOutput, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Compute the weighted SelfReg loss.
