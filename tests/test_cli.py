@@ -58,6 +58,7 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     config.write_text("name: tiny\n")
     result = runner.invoke(app, ["train", str(config), f"output_dir={out}", *TINY])
     assert result.exit_code == 0, result.output
+    assert "test (4 cases, perimage): dice" in result.output  # evaluated after training by default
     return out / "tiny"
 
 
@@ -70,6 +71,8 @@ def test_train_writes_a_self_explaining_run_folder(trained_run: Path) -> None:
         "train_summary.json",
         "checkpoints/best.ckpt",
         "checkpoints/last.ckpt",
+        "evaluation/test/summary.json",
+        "evaluation/test/report.md",
     ):
         assert (trained_run / name).is_file(), name
     splits = json.loads((trained_run / "splits.json").read_text())
@@ -84,11 +87,21 @@ def test_train_writes_a_self_explaining_run_folder(trained_run: Path) -> None:
 
 
 def test_a_second_train_gets_its_own_folder(trained_run: Path) -> None:
-    result = runner.invoke(
-        app, ["train", str(trained_run / "config.yaml"), "train.epochs=1", "data.synthetic.num_train=4"]
-    )
+    args = ["train", str(trained_run / "config.yaml"), "train.epochs=1", "data.synthetic.num_train=4", "--no-evaluate"]
+    result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert (trained_run.parent / "tiny-2" / "checkpoints" / "last.ckpt").is_file()
+    assert not (trained_run.parent / "tiny-2" / "evaluation").exists()
+    assert "next: medseg evaluate" in result.output
+
+
+def test_a_reconstruction_run_is_not_evaluated(tmp_path: Path) -> None:
+    config = tmp_path / "recon.yaml"
+    config.write_text("name: recon\n")
+    args = ["train", str(config), f"output_dir={tmp_path}", *TINY, "train.task=reconstruction", "train.epochs=1"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "not evaluated" in result.output and not (tmp_path / "recon" / "evaluation").exists()
 
 
 def test_evaluate_writes_cases_summary_and_report(trained_run: Path) -> None:

@@ -48,8 +48,7 @@ def test_kvasir_train_evaluate_predict(kvasir_root: Path, tmp_path: Path, monkey
         row = next(csv.DictReader(handle))
     assert math.isfinite(float(row["train/loss"])) and math.isfinite(float(row["val/dice"]))
 
-    result = runner.invoke(app, ["evaluate", str(run)])
-    assert result.exit_code == 0, result.output
+    assert "test (" in result.output and "perimage" in result.output  # `medseg train` evaluates after training
     summary = json.loads((run / "evaluation" / "test" / "summary.json").read_text())
     assert summary["num_cases"] == 8 and summary["split"] == "test"
     for name in ("dice", "iou", "recall"):  # defined for every case: the test masks all hold a polyp

@@ -9,7 +9,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -24,6 +24,9 @@ app = typer.Typer(
 )
 console = Console(soft_wrap=True)
 errors = Console(stderr=True)
+
+if TYPE_CHECKING:
+    from medseg.evaluation import EvaluationOutput
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 
@@ -62,17 +65,31 @@ def train(
     overrides: Annotated[
         list[str] | None, typer.Argument(help="dotted overrides: train.epochs=3 data.image_size=64")
     ] = None,
+    evaluate_after: Annotated[
+        bool,
+        typer.Option(
+            "--evaluate/--no-evaluate",
+            help="evaluate the best checkpoint on eval.split with eval.protocol after training (segmentation runs)",
+        ),
+    ] = True,
 ) -> None:
-    """Train a configuration; writes runs/<name>/ (config, splits, checkpoints, metrics.csv, progress.png)."""
+    """Train a configuration; writes runs/<name>/ (config, splits, checkpoints, metrics.csv, progress.png) and then
+    evaluates it (runs/<name>/evaluation/<split>/)."""
     with _user_errors():
         from medseg.config import load_config
-        from medseg.recipes import train_experiment
+        from medseg.evaluation import evaluate_run
+        from medseg.recipes import final_stage_config, train_experiment
 
         experiment = load_config(config, overrides or [])
         result = train_experiment(experiment)
-    score = "" if math.isnan(result.best_val_dice) else f"  best validation Dice {result.best_val_dice:.4f}"
-    console.print(f"run folder: [bold]{result.run_dir}[/]{score}")
-    console.print(f"next: medseg evaluate {result.run_dir}")
+        score = "" if math.isnan(result.best_val_dice) else f"  best validation Dice {result.best_val_dice:.4f}"
+        console.print(f"run folder: [bold]{result.run_dir}[/]{score}")
+        if not evaluate_after:
+            console.print(f"next: medseg evaluate {result.run_dir}")
+        elif final_stage_config(experiment).train.task != "segmentation":
+            console.print("not evaluated: the run trains reconstruction, not segmentation")
+        else:
+            _print_evaluation(evaluate_run(result.run_dir))
 
 
 @app.command()
@@ -89,9 +106,15 @@ def evaluate(
         from medseg.evaluation import evaluate_run
 
         output = evaluate_run(run_dir, split, checkpoint, protocol)
+    _print_evaluation(output)
+
+
+def _print_evaluation(output: EvaluationOutput) -> None:
     metrics = output.summary["metrics"]
     line = ", ".join(f"{name} {stats['mean']:.4f}" for name, stats in metrics.items() if stats["mean"] is not None)
-    console.print(f"{output.summary['split']} ({output.summary['num_cases']} cases): {line}")
+    console.print(
+        f"{output.summary['split']} ({output.summary['num_cases']} cases, {output.summary['protocol']}): {line}"
+    )
     console.print(f"report: [bold]{output.report}[/]")
 
 
