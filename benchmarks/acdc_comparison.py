@@ -44,6 +44,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import torch
+from machine import cpu_name
 
 from medseg.config import load_config
 from medseg.evaluation import evaluate_run
@@ -223,7 +224,7 @@ def device_text() -> str:
     """The machine the runs train on, in words."""
     if torch.cuda.is_available():
         return f"{torch.cuda.get_device_name(0)} ({platform.machine()})"
-    return platform.processor() or platform.machine()
+    return cpu_name()
 
 
 def selected_methods(args: argparse.Namespace) -> list[Method]:

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from machine import cpu_name
 
 THREADS = 2
 BATCH, SIZE = 8, 256
@@ -133,16 +134,6 @@ def _run_in_subprocess(config: dict[str, Any]) -> dict[str, Any]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _load() -> str:
     return ", ".join(f"{value:.1f}" for value in os.getloadavg())
 
@@ -153,12 +144,12 @@ def report(results: dict[str, dict[str, dict[str, Any]]], args: argparse.Namespa
     memory = "peak GPU memory" if cuda else "peak RSS"
     digits = 4 if cuda else 2
     if cuda:
-        machine = f"{torch.cuda.get_device_name(0)}, host {_cpu_name()}"
+        machine = f"{torch.cuda.get_device_name(0)}, host {cpu_name()}"
         memory_note = (
             "- Peak GPU memory: `torch.cuda.max_memory_allocated` at the end of the run (model, optimiser, activations)"
         )
     else:
-        machine = f"{_cpu_name()}, {os.cpu_count()} logical CPUs visible, {platform.system()} {platform.release()}"
+        machine = f"{cpu_name()}, {os.cpu_count()} logical CPUs visible, {platform.system()} {platform.release()}"
         memory_note = (
             "- Peak RSS: maximum resident set size of the fresh subprocess (includes the Python + torch runtime, about"
             " the `import` column)"
