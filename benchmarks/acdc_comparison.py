@@ -38,7 +38,8 @@ import json
 import platform
 import statistics
 import time
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -162,12 +163,13 @@ def run(method: Method, seed: int, args: argparse.Namespace) -> dict[str, object
     }
 
 
-def report(rows: list[dict[str, object]], args: argparse.Namespace) -> str:
+def report(rows: list[dict[str, object]], args: argparse.Namespace, total: int) -> str:
     """The Markdown results page.
 
     Args:
-        rows: one row per method and seed.
+        rows: one row per finished method and seed.
         args: the command line.
+        total: the number of runs asked for (the page says so when fewer have finished).
 
     Returns:
         The page.
@@ -186,6 +188,11 @@ def report(rows: list[dict[str, object]], args: argparse.Namespace) -> str:
         "**Not a parity run**: small images, a narrow network and few epochs, to compare the objectives under one "
         "setting, not to reproduce the papers' numbers.",
         "",
+        *(
+            [f"**Partial**: {len(rows)} of {total} runs had finished when this page was written.", ""]
+            if len(rows) < total
+            else []
+        ),
         f"- Shared setting: `configs/unet-acdc.yaml` (U-Net, transposed convolutions, 1 input channel) with base width "
         f"{args.base_channels}, {args.image_size} px, batch {args.batch_size}, {optimizer_text(args)}, "
         f"{args.epochs} epochs, 0.5 CE + 0.5 Dice, split seed 0, training seeds "
@@ -232,21 +239,29 @@ def selected_methods(args: argparse.Namespace) -> list[Method]:
     return [method for method in METHODS if method.slug in args.methods]
 
 
-def run_all(args: argparse.Namespace) -> list[dict[str, object]]:
+def run_all(args: argparse.Namespace, publish: Callable[[list[dict[str, object]], int], None]) -> None:
     """Train and evaluate every selected method and seed, ``args.jobs`` at a time.
 
     Args:
         args: the command line.
-
-    Returns:
-        The rows, in method then seed order.
+        publish: called after every finished run with the rows so far (method then seed order) and the number of
+            runs in all, so that a comparison stopped early still leaves its finished rows.
     """
     tasks = [(method, seed) for method in selected_methods(args) for seed in args.seeds]
+    rows: dict[int, dict[str, object]] = {}
+
+    def finished(index: int, row: dict[str, object]) -> None:
+        rows[index] = row
+        publish([rows[i] for i in sorted(rows)], len(tasks))
+
     if args.jobs == 1:
-        return [run(method, seed, args) for method, seed in tasks]
+        for index, (method, seed) in enumerate(tasks):
+            finished(index, run(method, seed, args))
+        return
     with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(run, method, seed, args) for method, seed in tasks]
-        return [future.result() for future in futures]
+        futures = {pool.submit(run, method, seed, args): index for index, (method, seed) in enumerate(tasks)}
+        for future in as_completed(futures):
+            finished(futures[future], future.result())
 
 
 def main() -> None:
@@ -268,11 +283,15 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    rows = run_all(args)
-    page = report(rows, args)
     args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.write_text(page)
-    print(page)
+    pages: list[str] = []
+
+    def publish(rows: list[dict[str, object]], total: int) -> None:
+        pages.append(report(rows, args, total))
+        args.results.write_text(pages[-1])
+
+    run_all(args, publish)
+    print(pages[-1])
 
 
 if __name__ == "__main__":
