@@ -27,9 +27,10 @@ device mostly idle; pointless on two CPU cores).
 
 It writes ``benchmarks/results/acdc_comparison.md`` (``--results`` to change): the protocol, seeds, sizes and, per
 method and seed, the mean and per-class Dice, HD95, best validation Dice and training time; the page is rewritten after
-every finished run (marked partial until the last). Measured on two CPU cores: about 10-15 s per 96 px epoch, so the
-12-epoch setting of ``results/acdc_comparison.md`` took 24 minutes for four methods and three seeds with
-``--jobs 2 --threads 1``; ``--epochs 1 --image-size 32 --base-channels 4 --limit 6`` checks that it runs.
+every finished run (marked partial until the last). Measured on two CPU cores at 96 px, base width 16: about 10 s of
+training per epoch for one run on 2 threads, 13.5 s per run with ``--jobs 2 --threads 1``; the 12-epoch, three-seed
+page ``results/acdc_comparison.md`` took 24 minutes in all; ``--epochs 1 --image-size 32 --base-channels 4
+--limit 6`` checks that it runs.
 """
 
 from __future__ import annotations

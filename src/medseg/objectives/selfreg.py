@@ -79,11 +79,12 @@ def feature_groups(output: SegOutput, full_resolution: bool = False) -> tuple[li
     encoder = list(output.encoder)
     if output.bottleneck is not None and not any(f is output.bottleneck for f in encoder):
         encoder.append(output.bottleneck)
+    return _coarser(encoder, final, full_resolution), _coarser(output.decoder, final, full_resolution)
 
-    def kept(feature: torch.Tensor) -> bool:
-        return feature is not final and (full_resolution or feature.shape[-2:] != final.shape[-2:])
 
-    return [f for f in encoder if kept(f)], [f for f in output.decoder if kept(f)]
+def _coarser(features: Sequence[torch.Tensor], final: torch.Tensor, full_resolution: bool) -> list[torch.Tensor]:
+    """The features other than ``final``, without those at ``final``'s resolution unless ``full_resolution``."""
+    return [f for f in features if f is not final and (full_resolution or f.shape[-2:] != final.shape[-2:])]
 
 
 def intra_feature_distillation(feature: torch.Tensor) -> torch.Tensor:
@@ -200,14 +201,12 @@ class SelfRegTerm(ObjectiveTerm):
             return [(encoder, decoder)]
         final = output.final
         assert final is not None
-
-        def kept(features: list[torch.Tensor]) -> list[torch.Tensor]:
-            return [f for f in features if self.full_resolution or f.shape[-2:] != final.shape[-2:]]
-
-        return [
-            (kept([b[position] for b in output.encoder_blocks]), kept([b[position] for b in output.decoder_blocks]))
-            for position in (-1, 0)
-        ]
+        sets = []
+        for position in (-1, 0):
+            encoder = _coarser([blocks[position] for blocks in output.encoder_blocks], final, self.full_resolution)
+            decoder = _coarser([blocks[position] for blocks in output.decoder_blocks], final, self.full_resolution)
+            sets.append((encoder, decoder))
+        return sets
 
     def forward(self, output: SegOutput, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Compute the weighted SelfReg loss.
