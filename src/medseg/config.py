@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from medseg.errors import MedsegError
 
@@ -54,7 +54,8 @@ class ModelConfig(_Section):
     Attributes:
         name: registry name (``medseg models`` lists them).
         params: extra constructor arguments; ``in_channels`` and ``num_classes`` come from the data section.
-        checkpoint: optional local weights (a medseg ``.ckpt`` or a plain state dict) loaded before training;
+        checkpoint: optional local weights (a medseg ``.ckpt`` or a plain state dict) loaded before training
+            (relative paths as for ``data.root``);
             keys that fit are loaded, new modules keep their initialisation (the loaded/missing counts are logged).
         freeze_loaded: freeze the parameters loaded from ``checkpoint`` (BatchNorm statistics still update).
     """
@@ -115,8 +116,9 @@ class DataConfig(_Section):
         dataset: reader name: ``synthetic``, ``image_folder``, ``kvasir``, ``cvc_clinicdb``, ``isic2016``,
             ``isic2017``, ``isic2018``, ``ph2``, ``busi``, ``glas``, ``monuseg``, ``acdc``, ``synapse``, ``nnunet``,
             or ``auto`` to detect the layout of ``root``.
-        root: dataset folder; ``${MEDSEG_DATA}`` and ``~`` are expanded, relative paths resolve against the
-            current directory.
+        root: dataset folder; ``${MEDSEG_DATA}`` and ``~`` are expanded; a relative path resolves against the
+            folder of the YAML file it is written in (the current directory for command-line overrides); the run's
+            ``config.yaml`` stores the absolute path.
         image_size: training and inference size (square side in pixels).
         in_channels: image channels fed to the model (grey images are repeated, RGB converted to grey if 1).
         num_classes: number of classes including background (2 = binary, sigmoid head with one channel).
@@ -127,7 +129,7 @@ class DataConfig(_Section):
         val_fraction: share of the training cases held out for validation when no official split exists.
         test_fraction: share held out for testing when no official split exists.
         split_seed: seed of those splits.
-        split_file: reuse a persisted ``splits.json`` instead of making one.
+        split_file: reuse a persisted ``splits.json`` instead of making one (relative paths as for ``root``).
         limit: keep at most this many cases per split (quick experiments and tests).
         batch_size: training batch size.
         num_workers: data-loader worker processes.
@@ -356,6 +358,7 @@ class ExperimentConfig(_Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     stages: list[StageConfig] = Field(default_factory=list)
+    _path_sources: dict[str, str] = PrivateAttr(default_factory=dict)
 
     @field_validator("name")
     @classmethod
@@ -397,6 +400,11 @@ class ExperimentConfig(_Section):
         return self
 
     @property
+    def path_sources(self) -> dict[str, str]:
+        """Dotted path key -> the text it was configured with, for the paths that resolving changed."""
+        return dict(self._path_sources)
+
+    @property
     def foreground_names(self) -> tuple[str, ...]:
         """Names of the foreground classes (``data.class_names`` or ``class_1`` ...)."""
         names = self.data.class_names or [f"class_{index}" for index in range(1, self.data.num_classes)]
@@ -422,6 +430,9 @@ _ENV_PATTERN = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
 def resolve_path(path: str, base: Path | None = None) -> Path:
     """Expand ``${VAR}``, ``${VAR:-default}`` and ``~`` in a configured path.
 
+    A set variable that starts the path is taken as a path of its own (relative values resolve against the current
+    directory, where the variable was set); a default and any other relative text resolve against ``base``.
+
     Args:
         path: the configured text.
         base: folder that relative paths resolve against (the current directory when ``None``).
@@ -436,7 +447,8 @@ def resolve_path(path: str, base: Path | None = None) -> Path:
     def substitute(match: re.Match[str]) -> str:
         name, default = match.group(1), match.group(2)
         if name in os.environ:
-            return os.environ[name]
+            value = os.environ[name]
+            return str(Path(value).expanduser().resolve()) if match.start() == 0 and value else value
         if default is not None:
             return default
         raise ConfigError(f"environment variable {name} used in path {path!r} is not set")
@@ -445,6 +457,46 @@ def resolve_path(path: str, base: Path | None = None) -> Path:
     if not expanded.is_absolute():
         expanded = (base or Path.cwd()) / expanded
     return expanded.resolve()
+
+
+PATH_KEYS = ("data.root", "data.split_file", "model.checkpoint")
+"""Configured paths that are made absolute when a config is loaded (outputs, ``output_dir``, stay relative)."""
+
+
+def _get_dotted(tree: dict[str, Any], dotted: str) -> Any:
+    node: Any = tree
+    for part in dotted.split("."):
+        if not isinstance(node, dict):
+            return None
+        node = node.get(part)
+    return node
+
+
+def _resolve_paths(raw: dict[str, Any], base: Path, sources: dict[str, str]) -> None:
+    """Make the :data:`PATH_KEYS` of ``raw`` (and of its stages' overrides) absolute against ``base``.
+
+    Args:
+        raw: the config tree (modified in place).
+        base: folder that relative paths resolve against.
+        sources: receives ``key -> original text`` for every path that changed (the first text wins).
+    """
+    trees: list[tuple[str, dict[str, Any], bool]] = [("", raw, False)]
+    for stage in raw.get("stages") or []:
+        if isinstance(stage, dict) and isinstance(stage.get("overrides"), dict):
+            trees.append((f"stages.{stage.get('name')}.overrides.", stage["overrides"], True))
+    for prefix, tree, flat in trees:
+        for key in PATH_KEYS:
+            value = tree.get(key) if flat else _get_dotted(tree, key)
+            if not isinstance(value, str):
+                continue
+            resolved = str(resolve_path(value, base))
+            if resolved == value:
+                continue
+            sources.setdefault(prefix + key, value)
+            if flat:
+                tree[key] = resolved
+            else:
+                _set_dotted(tree, key, resolved)
 
 
 def _section_fields(model: type[BaseModel]) -> dict[str, Any]:
@@ -557,6 +609,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         path: YAML file; ``None`` starts from the defaults.
         overrides: dotted ``key=value`` texts applied after reading.
 
+    Paths (``data.root``, ``data.split_file``, ``model.checkpoint``) become absolute: relative ones written in the
+    file resolve against the file's folder, those given as overrides against the current directory, so a run
+    folder's ``config.yaml`` works from any directory.
+
     Returns:
         The validated configuration.
 
@@ -564,6 +620,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         ConfigError: unreadable file, unknown key or invalid value.
     """
     raw: dict[str, Any] = {}
+    sources: dict[str, str] = {}
     if path is not None:
         path = Path(path)
         if not path.is_file():
@@ -575,7 +632,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"config file {path} must hold a mapping of sections, got {type(loaded).__name__}")
         raw = loaded or {}
-    return _build(apply_overrides(raw, overrides or []))
+        _resolve_paths(raw, path.resolve().parent, sources)
+    raw = apply_overrides(raw, overrides or [])
+    _resolve_paths(raw, Path.cwd(), sources)
+    config = _build(raw)
+    config._path_sources = sources
+    return config
 
 
 def config_from_dict(raw: dict[str, Any]) -> ExperimentConfig:
@@ -636,16 +698,21 @@ def stage_config(
     if stage.teacher_from is not None:
         raw["loss"]["terms"] = _with_teacher(stage, raw["loss"].get("terms") or [], teacher_checkpoint)
     try:
-        return _build(raw)
+        result = _build(raw)
     except ConfigError as error:
         raise ConfigError(f"stage {stage.name!r}: {error}") from None
+    result._path_sources = config.path_sources
+    return result
 
 
 def save_config(config: ExperimentConfig, path: str | Path) -> None:
     """Write the fully resolved configuration as YAML.
 
+    Paths are written resolved (absolute); the text each was configured with is kept in a comment at the top.
+
     Args:
         config: configuration to write.
         path: destination file.
     """
-    Path(path).write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+    header = "".join(f"# {key} was configured as {text}\n" for key, text in config.path_sources.items())
+    Path(path).write_text(header + yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))

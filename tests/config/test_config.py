@@ -90,3 +90,62 @@ def test_resolve_path_expands_environment(monkeypatch: pytest.MonkeyPatch, tmp_p
 @pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_configs_validate(path: Path) -> None:
     load_config(path)
+
+
+def test_paths_in_a_file_resolve_against_its_folder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    recipes = tmp_path / "project" / "configs"
+    recipes.mkdir(parents=True)
+    path = recipes / "exp.yaml"
+    path.write_text(
+        "data: {root: '${NOT_SET_HERE:-../data}/glas', split_file: splits.json}\n"
+        "model: {checkpoint: ../weights/w.pt}\n"
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.delenv("NOT_SET_HERE", raising=False)
+    config = load_config(path)
+    assert config.data.root == str(tmp_path / "project" / "data" / "glas")
+    assert config.data.split_file == str(recipes / "splits.json")
+    assert config.model.checkpoint == str(tmp_path / "project" / "weights" / "w.pt")
+    assert config.path_sources["data.root"] == "${NOT_SET_HERE:-../data}/glas"
+
+
+def test_override_paths_resolve_against_the_current_directory(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    path = write(tmp_path, "data: {root: here}\n")
+    monkeypatch.chdir(tmp_path.parent)
+    assert load_config(path).data.root == str(tmp_path / "here")
+    assert load_config(path, ["data.root=there"]).data.root == str(tmp_path.parent / "there")
+
+
+def test_a_set_variable_is_a_path_of_its_own(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    recipes = tmp_path / "configs"
+    recipes.mkdir()
+    path = recipes / "exp.yaml"
+    path.write_text("data: {root: '${MY_DATA:-../data}/kvasir'}\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MY_DATA", "datasets")
+    assert load_config(path).data.root == str(tmp_path / "datasets" / "kvasir")
+
+
+def test_saved_config_works_from_another_directory(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A run folder's config.yaml holds the absolute data root and keeps the configured text as a comment."""
+    path = write(tmp_path, "data: {root: '${NOT_SET_HERE:-data}/ph2'}\n")
+    monkeypatch.delenv("NOT_SET_HERE", raising=False)
+    saved = tmp_path / "run" / "config.yaml"
+    saved.parent.mkdir()
+    save_config(load_config(path), saved)
+    text = saved.read_text()
+    assert "# data.root was configured as ${NOT_SET_HERE:-data}/ph2" in text
+    monkeypatch.chdir(tmp_path / "run")
+    assert load_config(saved).data.root == str(tmp_path / "data" / "ph2")
+
+
+def test_shipped_configs_find_the_shared_data_from_any_directory(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("MEDSEG_DATA", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert load_config(REPO / "configs" / "unet-glas.yaml").data.root == str(REPO.parent / "shared" / "data" / "glas")
