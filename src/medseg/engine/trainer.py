@@ -20,6 +20,7 @@ from medseg.data import build_datasets, build_reader, make_splits, save_splits
 from medseg.engine.callbacks import EpochHistory
 from medseg.engine.checkpoint import load_model_weights
 from medseg.engine.module import SegmentationTask
+from medseg.runtime import set_threads
 
 __all__ = ["TrainResult", "create_run_dir", "freeze_loaded_parameters", "resolve_precision", "train"]
 
@@ -129,8 +130,7 @@ def train(config: ExperimentConfig, run_dir: Path | None = None) -> TrainResult:
     run_dir = run_dir or create_run_dir(config)
     run_dir.mkdir(parents=True, exist_ok=True)
     pl.seed_everything(config.train.seed, workers=True, verbose=False)
-    if config.train.threads:
-        torch.set_num_threads(config.train.threads)
+    set_threads(config.train.threads)
 
     reader = build_reader(config.data)
     splits = make_splits(reader, config.data)
