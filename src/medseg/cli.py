@@ -31,20 +31,31 @@ if TYPE_CHECKING:
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 
 
+class _LightningChatter(logging.Filter):
+    """Drop Lightning's INFO start-up messages (GPU available, ...) unless ``--verbose`` asked for them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or not record.name.startswith("lightning")
+
+
 @app.callback()
 def _setup(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show Lightning's own messages")] = False,
 ) -> None:
-    """Send medseg's progress messages to the console and keep Lightning's start-up chatter out unless asked."""
+    """Share the CPUs politely, send medseg's progress messages to the console and keep Lightning's chatter out.
+
+    Nothing heavy is imported here: ``medseg --help``, ``medseg models`` and ``medseg data check`` never load
+    Lightning.
+    """
+    from medseg.runtime import prepare_environment
+
+    prepare_environment()  # before anything imports torch: OpenMP reads it once
     handler = RichHandler(console=errors, show_time=False, show_path=False, show_level=False)
+    if not verbose:
+        handler.addFilter(_LightningChatter())
     logging.basicConfig(level=logging.WARNING, handlers=[handler], format="%(message)s", force=True)
     logging.getLogger("medseg").setLevel(logging.INFO)
-    import lightning.pytorch  # noqa: F401  (configures its loggers on import; override them afterwards)
-
     warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated")  # lightning internals, not actionable
-
-    for name in ("lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).setLevel(logging.INFO if verbose else logging.WARNING)
 
 
 @contextmanager
