@@ -5,6 +5,12 @@
 min-max normalised per volume) and ``label`` (uint8: 0 background, 1 RV, 2 myocardium, 3 LV). The lists
 ``train_slices.list``, ``val.list`` and ``test.list`` give the official split (SSL4MIS / TransUNet style:
 70 / 10 / 20 patients): training on slice files, validation and test on volumes.
+
+The HDF5 files store no voxel spacing. ``spacing.csv`` in the dataset folder gives it (see
+:mod:`medseg.data.volumes`); :func:`spacing_from_nifti` reads it from the headers of the original NIfTI release,
+whose frames ``patientXXX/patientXXX_frameYY.nii.gz`` the volumes were converted from (same axes, no resampling),
+and :func:`medseg.data.volumes.write_spacing_table` writes the table:
+``write_spacing_table(Path("acdc-h5/spacing.csv"), spacing_from_nifti(Path("ACDC/database")))``.
 """
 
 from __future__ import annotations
@@ -12,16 +18,49 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import nibabel as nib
+from nibabel.filebasedimages import ImageFileError
+
 from medseg.data.errors import DataError
 from medseg.data.files import format_names
 from medseg.data.readers import CaseRecord
 from medseg.data.volumes import H5VolumeReader
 
-__all__ = ["ACDCReader"]
+__all__ = ["ACDCReader", "spacing_from_nifti"]
 
 _SLICE = re.compile(r"patient\d+_frame\d+_slice_\d+")
 _VOLUME = re.compile(r"patient\d+_frame\d+")
 LISTS = {"train": "train_slices.list", "val": "val.list", "test": "test.list"}
+_NIFTI_SUFFIX = ".nii.gz"
+
+
+def spacing_from_nifti(folder: Path) -> dict[str, tuple[float, float, float]]:
+    """The voxel spacing of every ACDC frame from the original NIfTI release, in the HDF5 volumes' axis order.
+
+    Args:
+        folder: the release folder (searched recursively for ``patientXXX_frameYY.nii.gz``; the ``_gt`` label
+            files and ``_4d`` sequences are skipped).
+
+    Returns:
+        Frame id (``patient001_frame01``) -> ``(z, y, x)`` spacing in mm (the NIfTI header's ``(x, y, z)`` voxel
+        sizes reversed, as the HDF5 volumes are stored ``(slices, rows, columns)``).
+
+    Raises:
+        DataError: no frame found or an unreadable header.
+    """
+    table: dict[str, tuple[float, float, float]] = {}
+    for path in sorted(folder.rglob(f"patient*_frame*{_NIFTI_SUFFIX}")):
+        case = path.name.removesuffix(_NIFTI_SUFFIX)
+        if not _VOLUME.fullmatch(case):
+            continue
+        try:
+            x, y, z = (float(size) for size in nib.load(path).header.get_zooms()[:3])
+        except (OSError, ValueError, ImageFileError) as error:
+            raise DataError(f"cannot read the NIfTI header of {path}: {error}") from None
+        table[case] = (z, y, x)
+    if not table:
+        raise DataError(f"no ACDC frames (patientXXX_frameYY{_NIFTI_SUFFIX}) under {folder}")
+    return table
 
 
 class ACDCReader(H5VolumeReader):

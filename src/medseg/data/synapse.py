@@ -6,6 +6,8 @@
 0 background, 1 aorta, 2 gallbladder, 3 left kidney, 4 right kidney, 5 liver, 6 pancreas, 7 spleen, 8 stomach.
 The official split is 18 training cases (2211 slices) and 12 test volumes, without validation set: one is
 carved from the training cases by case (:meth:`SynapseReader.patient_of`), so a case's slices never straddle.
+The HDF5 volumes store no voxel spacing; ``spacing.csv`` in the dataset folder gives it in mm per test volume
+(``case,z,y,x``, see :mod:`medseg.data.volumes`), else distances are in voxels.
 """
 
 from __future__ import annotations

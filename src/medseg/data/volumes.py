@@ -6,12 +6,23 @@ files (the SSL4MIS ACDC and TransUNet Synapse layouts) list those files as 2D ca
 
 Images keep their stored intensities as float32 (ACDC and Synapse are already in [0, 1]); labels must be
 integral and are mapped to classes by the label rule of :mod:`medseg.data.files`.
+
+Voxel spacing: NIfTI volumes carry it in their header. HDF5 volumes (the ACDC and Synapse layouts) store none;
+give it as ``spacing.csv`` in the dataset folder (:data:`SPACING_TABLE`): a header line ``case,z,y,x`` and one
+line per volume with its id and the voxel size in mm along the volume's axes (slices, rows, columns), e.g.
+``patient001_frame01,10,1.5625,1.5625``. :func:`write_spacing_table` writes one (see
+:func:`medseg.data.acdc.spacing_from_nifti` for ACDC's original NIfTI release). Without the table the spacing is
+``None`` and distances are in voxels.
 """
 
 from __future__ import annotations
 
+import csv
+import math
 import zipfile
 from abc import abstractmethod
+from collections.abc import Mapping
+from functools import cached_property
 from pathlib import Path
 
 import h5py
@@ -22,9 +33,70 @@ from medseg.data.errors import DataError
 from medseg.data.files import check_label_map, mask_classes, mask_values
 from medseg.data.readers import CaseCheck, CaseRecord, LoadedCase, LoadedVolume, RecordTableReader
 
-__all__ = ["H5VolumeReader", "VolumeDatasetReader", "integral_labels"]
+__all__ = [
+    "SPACING_TABLE",
+    "H5VolumeReader",
+    "VolumeDatasetReader",
+    "integral_labels",
+    "read_spacing_table",
+    "write_spacing_table",
+]
 
 Spacing = tuple[float, float, float] | None
+
+SPACING_TABLE = "spacing.csv"
+_SPACING_HEADER = ["case", "z", "y", "x"]
+
+
+def read_spacing_table(path: Path) -> dict[str, tuple[float, float, float]]:
+    """Read a voxel-spacing table: header ``case,z,y,x``, then one volume per line, sizes in mm.
+
+    Args:
+        path: the CSV file.
+
+    Returns:
+        Volume id -> ``(z, y, x)`` spacing.
+
+    Raises:
+        DataError: unreadable file, wrong header, a malformed or duplicated line, or a non-positive size.
+    """
+    try:
+        lines = list(csv.reader(path.read_text().splitlines()))
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise DataError(f"cannot read spacing table {path}: {error}") from None
+    if not lines or [cell.strip() for cell in lines[0]] != _SPACING_HEADER:
+        raise DataError(f"spacing table {path} must start with the header line {','.join(_SPACING_HEADER)}")
+    table: dict[str, tuple[float, float, float]] = {}
+    for number, row in enumerate(lines[1:], start=2):
+        if not row or not "".join(row).strip():
+            continue
+        try:
+            if len(row) != 4:
+                raise ValueError
+            case, sizes = row[0].strip(), tuple(float(cell) for cell in row[1:])
+            if not case or not all(math.isfinite(size) and size > 0 for size in sizes):
+                raise ValueError
+        except ValueError:
+            raise DataError(
+                f"spacing table {path} line {number}: expected 'case,z,y,x' with positive sizes in mm, got "
+                f"{','.join(row)!r}"
+            ) from None
+        if case in table:
+            raise DataError(f"spacing table {path} line {number}: volume {case} is listed twice")
+        table[case] = (sizes[0], sizes[1], sizes[2])
+    return table
+
+
+def write_spacing_table(path: Path, table: Mapping[str, tuple[float, float, float]]) -> None:
+    """Write a voxel-spacing table readable by :func:`read_spacing_table`.
+
+    Args:
+        path: the CSV file to write (``<dataset>/spacing.csv`` for the HDF5 readers to find it).
+        table: volume id -> ``(z, y, x)`` spacing in mm.
+    """
+    rows = [",".join(_SPACING_HEADER)]
+    rows += [",".join([case, *(repr(float(size)) for size in sizes)]) for case, sizes in sorted(table.items())]
+    path.write_text("\n".join(rows) + "\n")
 
 
 def integral_labels(raw: np.ndarray, source: str) -> np.ndarray:
@@ -277,7 +349,8 @@ def _read_h5(path: Path, keys: tuple[str, ...], index: int | None = None) -> lis
 
 class H5VolumeReader(VolumeDatasetReader):
     """Volumes stored as HDF5 files with ``image`` and ``label`` datasets ``(D, H, W)``; slice files as HDF5 or
-    NumPy ``.npz`` with ``image`` and ``label`` ``(H, W)``. No voxel spacing is stored.
+    NumPy ``.npz`` with ``image`` and ``label`` ``(H, W)``. No voxel spacing is stored in the files: it comes from
+    ``spacing.csv`` in the dataset folder when present (see the module docstring), else it is ``None``.
 
     Args:
         data_cfg: the data section of the experiment.
@@ -309,10 +382,25 @@ class H5VolumeReader(VolumeDatasetReader):
             raise DataError(f"{record.image_path}: the image is {shape}, not a (D, H, W) volume")
         return shape
 
+    @cached_property
+    def _spacing_table(self) -> dict[str, tuple[float, float, float]] | None:
+        """The dataset's spacing table, ``None`` without ``spacing.csv``."""
+        assert self.root is not None
+        path = self.root / SPACING_TABLE
+        return read_spacing_table(path) if path.is_file() else None
+
     def _read_volume(self, record: CaseRecord) -> tuple[np.ndarray, np.ndarray, Spacing]:
-        assert record.image_path is not None
+        assert record.image_path is not None and self.root is not None
         image, label = _read_h5(record.image_path, ("image", "label"))
-        return image, label, None
+        table = self._spacing_table
+        if table is None:
+            return image, label, None
+        if record.case_id not in table:
+            raise DataError(
+                f"spacing table {self.root / SPACING_TABLE} has no line for volume {record.case_id}; "
+                "list every volume (case,z,y,x in mm) or remove the table"
+            )
+        return image, label, table[record.case_id]
 
     def _read_volume_labels(self, record: CaseRecord) -> np.ndarray:
         assert record.image_path is not None

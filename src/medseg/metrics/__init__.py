@@ -9,6 +9,8 @@
 from __future__ import annotations
 
 from medseg.metrics.binary import (
+    ASSD_DEFINITIONS,
+    AssdDefinition,
     assd,
     assd_from_distances,
     confusion_counts,
@@ -23,12 +25,19 @@ from medseg.metrics.binary import (
     symmetric_surface_distances,
 )
 from medseg.metrics.cases import CASE_METRICS, EmptyPolicy, binary_case_metrics, multiclass_case_metrics
-from medseg.metrics.conventions import global_confusion_metrics, transunet_case_metrics, uctransnet_case_metrics
-from medseg.metrics.summary import DEFAULT_SUMMARY_METRICS, summarize
+from medseg.metrics.conventions import (
+    global_confusion_metrics,
+    resunetpp_case_metrics,
+    transunet_case_metrics,
+    uctransnet_case_metrics,
+)
+from medseg.metrics.summary import DEFAULT_SUMMARY_METRICS, mean_over_classes, summarize
 
 __all__ = [
+    "ASSD_DEFINITIONS",
     "CASE_METRICS",
     "DEFAULT_SUMMARY_METRICS",
+    "AssdDefinition",
     "EmptyPolicy",
     "assd",
     "assd_from_distances",
@@ -39,10 +48,12 @@ __all__ = [
     "hd95",
     "hd95_from_distances",
     "iou",
+    "mean_over_classes",
     "multiclass_case_metrics",
     "normalize_spacing",
     "precision",
     "recall",
+    "resunetpp_case_metrics",
     "summarize",
     "surface_distances",
     "symmetric_surface_distances",

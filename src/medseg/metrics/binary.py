@@ -7,18 +7,24 @@ with an explicit empty-mask policy.
 The surface distances follow the usual definition (as in MedPy): the border of a mask is the mask minus its
 binary erosion with the connectivity-1 structuring element, and the distance of a border voxel of ``a`` to
 ``b`` is the Euclidean distance transform of the complement of ``b``'s border, in spacing units. HD95 is the
-95th percentile and ASSD the mean of the distances of both directions pooled.
+95th percentile of the distances of both directions pooled. ASSD has two definitions in use
+(:data:`ASSD_DEFINITIONS`): ``"pooled"``, the mean of the distances of both directions pooled (MedPy >= 0.5.2,
+the default here), and ``"mean_of_directed"``, the mean of the two directed averages (MedPy up to 0.4.0, which
+the TransUNet-family evaluation scripts ran with). They differ when the two borders differ in size.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike
 from scipy import ndimage
 
 __all__ = [
+    "ASSD_DEFINITIONS",
+    "AssdDefinition",
     "assd",
     "assd_from_distances",
     "confusion_counts",
@@ -34,6 +40,19 @@ __all__ = [
 ]
 
 Spacing = float | Sequence[float] | None
+
+AssdDefinition = Literal["pooled", "mean_of_directed"]
+
+ASSD_DEFINITIONS: dict[str, str] = {
+    "pooled": (
+        "pooled: mean of the surface distances of both directions together, "
+        "(sum d(pred->gt) + sum d(gt->pred)) / (|border pred| + |border gt|) (medpy >= 0.5.2)"
+    ),
+    "mean_of_directed": (
+        "mean of the two directed average surface distances, (asd(pred, gt) + asd(gt, pred)) / 2 (medpy <= 0.4.0)"
+    ),
+}
+"""Each ASSD definition with the sentence a summary states for it."""
 
 
 def _as_pair(pred: ArrayLike, gt: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
@@ -224,19 +243,29 @@ def hd95_from_distances(d_pg: np.ndarray, d_gp: np.ndarray) -> float:
     return float(np.percentile(np.concatenate([d_pg, d_gp]), 95))
 
 
-def assd_from_distances(d_pg: np.ndarray, d_gp: np.ndarray) -> float:
+def assd_from_distances(d_pg: np.ndarray, d_gp: np.ndarray, definition: AssdDefinition = "pooled") -> float:
     """ASSD from precomputed directed distances (see :func:`symmetric_surface_distances`).
 
     Args:
         d_pg: prediction -> ground-truth surface distances.
         d_gp: ground-truth -> prediction surface distances.
+        definition: ``"pooled"``: the mean of all distances of both arrays pooled,
+            ``(sum(d_pg) + sum(d_gp)) / (len(d_pg) + len(d_gp))``, which weights each border voxel equally
+            (MedPy's definition since 0.5.2); ``"mean_of_directed"``: ``(mean(d_pg) + mean(d_gp)) / 2``, which
+            weights each direction equally (MedPy up to 0.4.0; 0.5.0 and 0.5.1 raise when the borders differ
+            in size).
 
     Returns:
-        The mean of all distances of both arrays pooled, ``(sum(d_pg) + sum(d_gp)) / (len(d_pg) + len(d_gp))``
-        (the published ASSD definition, and MedPy's since 0.5; it weights each border voxel equally, unlike
-        the average of the two directed means when the borders differ in size).
+        The ASSD in the distances' units.
+
+    Raises:
+        ValueError: an unknown definition.
     """
-    return float(np.concatenate([d_pg, d_gp]).mean())
+    if definition == "pooled":
+        return float(np.concatenate([d_pg, d_gp]).mean())
+    if definition == "mean_of_directed":
+        return float((d_pg.mean() + d_gp.mean()) / 2)
+    raise ValueError(f"unknown ASSD definition {definition!r}; choose one of {', '.join(ASSD_DEFINITIONS)}")
 
 
 def hd95(pred: ArrayLike, gt: ArrayLike, spacing: Spacing = None) -> float:
@@ -256,18 +285,22 @@ def hd95(pred: ArrayLike, gt: ArrayLike, spacing: Spacing = None) -> float:
     return hd95_from_distances(*symmetric_surface_distances(pred, gt, spacing))
 
 
-def assd(pred: ArrayLike, gt: ArrayLike, spacing: Spacing = None) -> float:
-    """Average symmetric surface distance (same definition as ``medpy.metric.binary.assd`` in MedPy >= 0.5).
+def assd(pred: ArrayLike, gt: ArrayLike, spacing: Spacing = None, definition: AssdDefinition = "pooled") -> float:
+    """Average symmetric surface distance.
+
+    The default ``"pooled"`` definition is ``medpy.metric.binary.assd`` of MedPy >= 0.5.2;
+    ``"mean_of_directed"`` is that of MedPy <= 0.4.0 (see :func:`assd_from_distances`).
 
     Args:
         pred: predicted mask, non-empty.
         gt: ground-truth mask of the same shape, non-empty.
         spacing: voxel spacing per axis, a scalar for all axes, or ``None`` for 1.
+        definition: ``"pooled"`` or ``"mean_of_directed"``.
 
     Returns:
         The ASSD in spacing units.
 
     Raises:
-        ValueError: if the shapes differ, either mask is empty or the spacing is invalid.
+        ValueError: if the shapes differ, either mask is empty, the spacing is invalid or the definition unknown.
     """
-    return assd_from_distances(*symmetric_surface_distances(pred, gt, spacing))
+    return assd_from_distances(*symmetric_surface_distances(pred, gt, spacing), definition=definition)

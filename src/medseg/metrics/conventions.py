@@ -17,15 +17,22 @@ from medseg.metrics.binary import (
     symmetric_surface_distances,
 )
 
-__all__ = ["global_confusion_metrics", "transunet_case_metrics", "uctransnet_case_metrics"]
+__all__ = [
+    "global_confusion_metrics",
+    "resunetpp_case_metrics",
+    "transunet_case_metrics",
+    "uctransnet_case_metrics",
+]
 
 
 def transunet_case_metrics(pred: ArrayLike, gt: ArrayLike, spacing: Spacing = None) -> dict[str, float]:
     """Dice, Jaccard, HD95 and ASSD of one class in one volume as TransUNet (and SelfReg) compute them.
 
-    Both masks non-empty: medpy's ``dc``, ``jc``, ``hd95`` and ``assd``. Prediction non-empty and ground truth
-    empty: Dice 1, Jaccard 1, HD95 0, ASSD 0. Otherwise (prediction empty, including both empty): all 0. The
-    reference script passes no spacing, so distances are in voxels unless ``spacing`` is given.
+    Both masks non-empty: medpy's ``dc``, ``jc``, ``hd95`` and ``assd``, ASSD as medpy 0.4.0 (the version the
+    SelfReg ACDC/Synapse tables were computed with) defines it: the mean of the two directed average surface
+    distances, not the pooled mean of medpy >= 0.5.2. Prediction non-empty and ground truth empty: Dice 1,
+    Jaccard 1, HD95 0, ASSD 0. Otherwise (prediction empty, including both empty): all 0. The reference script
+    passes no spacing, so distances are in voxels unless ``spacing`` is given.
 
     Args:
         pred: binary prediction (any non-zero value is foreground).
@@ -45,7 +52,7 @@ def transunet_case_metrics(pred: ArrayLike, gt: ArrayLike, spacing: Spacing = No
             "dice": 2 * tp / (2 * tp + fp + fn),
             "jaccard": tp / (tp + fp + fn),
             "hd95": hd95_from_distances(d_pg, d_gp),
-            "assd": assd_from_distances(d_pg, d_gp),
+            "assd": assd_from_distances(d_pg, d_gp, definition="mean_of_directed"),
         }
     if has_pred:
         return {"dice": 1.0, "jaccard": 1.0, "hd95": 0.0, "assd": 0.0}
@@ -68,6 +75,31 @@ def uctransnet_case_metrics(pred: ArrayLike, gt: ArrayLike) -> dict[str, float]:
     tp, fp, fn, _ = confusion_counts(pred, gt)
     union = tp + fp + fn
     return {"dice": 2 * tp / (2 * tp + fp + fn + 1e-5), "iou": tp / union if union else 0.0}
+
+
+def resunetpp_case_metrics(pred: ArrayLike, gt: ArrayLike) -> dict[str, float]:
+    """Dice, IoU, precision and recall of one binary image as ResUNet++'s official test script computes them.
+
+    Every ratio is smoothed with ``1e-15`` in numerator and denominator: Dice ``(2·tp + ε) / (Σp + Σg + ε)``,
+    IoU ``(tp + ε) / (Σp + Σg - tp + ε)``, precision ``(tp + ε) / (Σp + ε)``, recall ``(tp + ε) / (Σg + ε)``.
+    So an image with both masks empty scores 1 everywhere, an empty prediction has precision 1 and an empty
+    ground truth recall 1 (where the exact ratios are undefined).
+
+    Args:
+        pred: binary prediction.
+        gt: binary ground truth of the same shape.
+
+    Returns:
+        ``dice``, ``iou``, ``precision`` and ``recall``.
+    """
+    tp, fp, fn, _ = confusion_counts(pred, gt)
+    eps = 1e-15
+    return {
+        "dice": (2 * tp + eps) / (2 * tp + fp + fn + eps),
+        "iou": (tp + eps) / (tp + fp + fn + eps),
+        "precision": (tp + eps) / (tp + fp + eps),
+        "recall": (tp + eps) / (tp + fn + eps),
+    }
 
 
 def global_confusion_metrics(tp: int, fp: int, fn: int, tn: int) -> dict[str, float]:

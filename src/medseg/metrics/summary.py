@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["DEFAULT_SUMMARY_METRICS", "summarize"]
+__all__ = ["DEFAULT_SUMMARY_METRICS", "mean_over_classes", "summarize"]
 
 DEFAULT_SUMMARY_METRICS: tuple[str, ...] = ("dice", "iou", "precision", "recall", "hd95")
 
@@ -49,3 +49,28 @@ def summarize(
             "n_undefined": int(values.size - valid.size),
         }
     return summary
+
+
+def mean_over_classes(
+    per_class: Mapping[str, Mapping[str, Mapping[str, float | int]]], metrics: Sequence[str]
+) -> dict[str, float]:
+    """The other aggregation order of multi-class results: mean over classes of each class's mean over cases.
+
+    With undefined values this differs from the mean over cases of each case's class mean (what
+    :func:`summarize` of the per-case class means gives), because classes and cases with undefined values
+    weigh differently.
+
+    Args:
+        per_class: class name -> :func:`summarize` output over the cases for that class.
+        metrics: the metrics to aggregate.
+
+    Returns:
+        Metric -> mean of the classes' ``mean`` values, leaving out classes whose mean is undefined (NaN when
+        every class's is).
+    """
+    result: dict[str, float] = {}
+    for name in metrics:
+        means = np.array([float(stats[name]["mean"]) for stats in per_class.values()], dtype=np.float64)
+        valid = means[~np.isnan(means)]
+        result[name] = float(valid.mean()) if valid.size else float("nan")
+    return result

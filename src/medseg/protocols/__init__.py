@@ -5,6 +5,7 @@ from __future__ import annotations
 from medseg.errors import MedsegError
 from medseg.protocols.base import CaseResult, Protocol, ProtocolContext, resize_bilinear
 from medseg.protocols.perimage import PerImageBinaryCleanProtocol, PerImageBinaryProtocol, PerImageProtocol
+from medseg.protocols.resunetpp import ResUNetPPKvasirProtocol
 from medseg.protocols.transunet import (
     TransUNetACDCCleanProtocol,
     TransUNetACDCProtocol,
@@ -27,6 +28,7 @@ PROTOCOLS: dict[str, type[Protocol]] = {
         UCTransNet2DProtocol,
         UCTransNet2DCleanProtocol,
         VMUNetGlobalProtocol,
+        ResUNetPPKvasirProtocol,
         TransUNetSynapseProtocol,
         TransUNetSynapseCleanProtocol,
         TransUNetACDCProtocol,

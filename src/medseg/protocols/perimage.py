@@ -7,10 +7,18 @@ from typing import Any
 from medseg.data import LoadedCase
 from medseg.errors import MedsegError
 from medseg.inference import Predictor
-from medseg.metrics import EmptyPolicy, binary_case_metrics, multiclass_case_metrics
+from medseg.metrics import EmptyPolicy, binary_case_metrics, mean_over_classes, multiclass_case_metrics
 from medseg.protocols.base import CaseResult, Protocol, ProtocolContext
 
 __all__ = ["PerImageBinaryCleanProtocol", "PerImageBinaryProtocol", "PerImageProtocol"]
+
+BINARY_AGGREGATION = "mean over images of each image's value; undefined values are counted in n_undefined, not averaged"
+MULTICLASS_AGGREGATION = (
+    "per image: mean over the foreground classes where the value is defined; metrics: mean over the images where "
+    "that mean is defined (the others counted in n_undefined); per_class: each class's mean over the images where "
+    "it is defined; mean_over_classes: the mean of those per-class means, the other order, which differs from "
+    "metrics when values are undefined"
+)
 
 
 class PerImageProtocol(Protocol):
@@ -48,6 +56,25 @@ class PerImageProtocol(Protocol):
         per_class = {name: {k: float(v[k]) for k in self.metrics} for name, v in values["per_class"].items()}
         metrics = {k: float(values["mean"][k]) for k in self.metrics}
         return CaseResult(case.case_id, metrics, per_class=per_class, info=info, prediction=prediction)
+
+    def summarize(self, results: list[CaseResult]) -> dict[str, Any]:
+        """Aggregate over images, stating the aggregation and the distance unit (multi-class: both orders).
+
+        Args:
+            results: every evaluated image.
+
+        Returns:
+            The base summary with ``aggregation``, ``distance_unit`` (``pixels``) and, for multi-class tasks,
+            ``mean_over_classes``.
+        """
+        summary = super().summarize(results)
+        summary["distance_unit"] = "pixels"
+        if "per_class" in summary:
+            summary["aggregation"] = MULTICLASS_AGGREGATION
+            summary["mean_over_classes"] = mean_over_classes(summary["per_class"], self.metrics)
+        else:
+            summary["aggregation"] = BINARY_AGGREGATION
+        return summary
 
 
 class PerImageBinaryProtocol(PerImageProtocol):

@@ -10,7 +10,14 @@ from scipy import ndimage
 
 from medseg.errors import MedsegError
 from medseg.inference import Predictor
-from medseg.metrics import EmptyPolicy, binary_case_metrics, transunet_case_metrics
+from medseg.metrics import (
+    ASSD_DEFINITIONS,
+    AssdDefinition,
+    EmptyPolicy,
+    binary_case_metrics,
+    mean_over_classes,
+    transunet_case_metrics,
+)
 from medseg.protocols.base import CaseResult, Protocol, ProtocolContext
 
 __all__ = [
@@ -26,6 +33,19 @@ __all__ = [
 ]
 
 SLICE_BATCH = 16
+
+FAITHFUL_AGGREGATION = (
+    "per volume: mean over the foreground classes; metrics: mean over volumes of those per-volume means, equal to "
+    "the mean over classes of the per-class means over volumes (per_class), since no value is undefined under "
+    "these conventions"
+)
+CLEAN_AGGREGATION = (
+    "per volume: mean over the foreground classes where the value is defined (a class absent from both masks, and "
+    "HD95/ASSD with one mask empty, are undefined); metrics: mean over the volumes where that per-volume mean is "
+    "defined (the others counted in n_undefined); per_class: each class's mean over the volumes where it is "
+    "defined; mean_over_classes: the mean of those per-class means, the other order, which differs from metrics "
+    "when values are undefined"
+)
 
 
 def predict_volume_transunet(predictor: Predictor, image: np.ndarray, size: int) -> np.ndarray:
@@ -64,12 +84,16 @@ class TransUNetProtocol(Protocol):
     foreground class: both masks non-empty -> medpy Dice/HD95 in voxels (no spacing); prediction non-empty and
     ground truth empty -> (Dice 1, HD95 0); prediction empty -> (0, 0). Per-class values are averaged over
     volumes and the reported mean is the mean over classes (equal to the mean over all volume-class pairs).
-    Jaccard and ASSD are reported with the same conventions (SelfReg-UNet's ACDC script).
+    Jaccard and ASSD are reported with the same conventions (SelfReg-UNet's ACDC script), ASSD as medpy 0.4.0
+    computed it (mean of the two directed average surface distances). The summary states the distance unit,
+    the ASSD definition and the aggregation.
     """
 
     volumetric = True
     metrics = ("dice", "hd95", "jaccard", "assd")
     expected_classes: int | None = None
+    assd_definition: AssdDefinition = "mean_of_directed"
+    aggregation: str = FAITHFUL_AGGREGATION
 
     def __init__(self, context: ProtocolContext) -> None:
         if self.expected_classes is not None and context.num_classes != self.expected_classes:
@@ -100,25 +124,102 @@ class TransUNetProtocol(Protocol):
         }
         return CaseResult(volume.case_id, metrics, per_class=per_class, info=info, prediction=prediction)
 
+    def distance_unit(self, results: list[CaseResult]) -> str:
+        """The unit of HD95 and ASSD in the summary.
+
+        Args:
+            results: every evaluated volume.
+
+        Returns:
+            ``"voxels"``: the reference script passes no spacing.
+        """
+        del results  # always voxels
+        return "voxels"
+
+    def summarize(self, results: list[CaseResult]) -> dict[str, Any]:
+        """Aggregate as the base protocol, stating the aggregation, the distance unit and the ASSD definition.
+
+        Args:
+            results: every evaluated volume.
+
+        Returns:
+            The base summary with ``aggregation``, ``distance_unit`` and ``assd_definition``.
+        """
+        summary = super().summarize(results)
+        summary["aggregation"] = self.aggregation
+        summary["distance_unit"] = self.distance_unit(results)
+        summary["assd_definition"] = ASSD_DEFINITIONS[self.assd_definition]
+        return summary
+
 
 class TransUNetCleanProtocol(TransUNetProtocol):
-    """Same prediction as TransUNet, but spacing-aware HD95/ASSD (mm when the volume has a spacing) and
-    undefined values reported as such: both masks empty -> undefined; one mask empty -> Dice 0, HD95 undefined.
+    """Same prediction as TransUNet, but spacing-aware HD95/ASSD and undefined values reported as such.
+
+    Both masks empty -> undefined; one mask empty -> Dice 0, HD95/ASSD undefined. Distances are in mm when the
+    volume has a spacing (NIfTI headers, or a spacing table for the HDF5 layouts) and in voxels otherwise;
+    ASSD is the pooled mean of both directions (medpy >= 0.5.2). The summary also gives the other aggregation
+    order (``mean_over_classes``).
     """
+
+    assd_definition: AssdDefinition = "pooled"
+    aggregation: str = CLEAN_AGGREGATION
 
     def class_metrics(self, pred: np.ndarray, truth: np.ndarray, spacing: Any) -> dict[str, float]:
         values = binary_case_metrics(pred, truth, spacing, EmptyPolicy(both_empty="nan", hd95_empty="nan"))
         return {"dice": values["dice"], "hd95": values["hd95"], "jaccard": values["iou"], "assd": values["assd"]}
 
+    def evaluate_volume(self, predictor: Predictor, volume: Any) -> CaseResult:
+        result = super().evaluate_volume(predictor, volume)
+        result.info["distance_unit"] = "voxels" if volume.spacing is None else "mm"
+        return result
+
+    def distance_unit(self, results: list[CaseResult]) -> str:
+        """The unit of HD95 and ASSD: mm when every volume has a spacing, voxels when none has.
+
+        Args:
+            results: every evaluated volume.
+
+        Returns:
+            ``"mm"`` or ``"voxels"``.
+
+        Raises:
+            MedsegError: some volumes have a spacing and others not (their distances cannot be averaged).
+        """
+        units = sorted({str(result.info["distance_unit"]) for result in results})
+        if len(units) > 1:
+            without = [result.case_id for result in results if result.info["distance_unit"] == "voxels"]
+            raise MedsegError(
+                f"protocol {self.name}: {len(without)} volume(s) have no voxel spacing ({', '.join(without[:5])}) "
+                "while the others do, so their distances in voxels and mm cannot be averaged; give every volume a "
+                "spacing (see docs/protocols.md)"
+            )
+        return units[0] if units else "voxels"
+
+    def summarize(self, results: list[CaseResult]) -> dict[str, Any]:
+        """Aggregate as :class:`TransUNetProtocol` and add the other order, ``mean_over_classes``.
+
+        Args:
+            results: every evaluated volume.
+
+        Returns:
+            The summary with ``mean_over_classes``: metric -> mean over classes of the per-class means.
+        """
+        summary = super().summarize(results)
+        if "per_class" in summary:
+            summary["mean_over_classes"] = mean_over_classes(summary["per_class"], self.metrics)
+        return summary
+
 
 FAITHFUL = (
     "TransUNet per-volume protocol ({dataset}): slices zoomed (order 3) to the input size and back (order 0), "
     "medpy Dice/HD95 in voxels per class, (1, 0) for a prediction on an absent class, (0, 0) for a miss; "
+    "Jaccard and ASSD alike (ASSD as medpy 0.4.0: mean of the two directed averages); "
     "mean over classes of per-class means over volumes"
 )
 CLEAN = (
-    "TransUNet per-volume prediction ({dataset}) with spacing-aware HD95/ASSD; a class absent from both masks "
-    "and one-sided HD95 are undefined and left out of the means"
+    "TransUNet per-volume prediction ({dataset}) with HD95/ASSD in mm when volumes have a spacing (else voxels) "
+    "and pooled ASSD; a class absent from both masks and one-sided HD95/ASSD are undefined; mean over volumes of "
+    "each volume's mean over its defined classes"
 )
 
 

@@ -3,30 +3,57 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from medseg.data import LoadedCase
 from medseg.errors import MedsegError
 from medseg.inference import Predictor
 from medseg.metrics import EmptyPolicy, binary_case_metrics, uctransnet_case_metrics
 from medseg.protocols.base import CaseResult, Protocol, ProtocolContext, resize_bilinear
+from medseg.protocols.eightbit import resize_linear_u8, stored_mask_u8
 
-__all__ = ["UCTransNet2DCleanProtocol", "UCTransNet2DProtocol"]
+__all__ = ["UCTransNet2DCleanProtocol", "UCTransNet2DProtocol", "predict_at_size_u8"]
+
+
+def predict_at_size_u8(predictor: Predictor, case: LoadedCase, size: int, threshold: float) -> np.ndarray:
+    """Binary prediction at ``size`` x ``size`` from the image resized the 8-bit way of OpenCV-based loaders.
+
+    A uint8 image (2D datasets) is resized in uint8 by :func:`~medseg.protocols.eightbit.resize_linear_u8` and
+    then prepared as in training (``unit`` normalisation divides by 255); a float image (slices of volumes) is
+    prepared first and resized bilinearly in floating point.
+
+    Args:
+        predictor: the model with its preprocessing.
+        case: the loaded image.
+        size: the side of the square input.
+        threshold: foreground when the probability is strictly greater.
+
+    Returns:
+        ``(size, size)`` boolean prediction.
+    """
+    if case.image.dtype == np.uint8:
+        batch = predictor.prepare(resize_linear_u8(case.image, (size, size)))
+    else:
+        batch = resize_bilinear(predictor.prepare(case.image), (size, size))
+    return (predictor.probabilities(batch)[0, 0] > threshold).cpu().numpy()
 
 
 class UCTransNet2DProtocol(Protocol):
     """Per-image binary metrics at the model's input size (224 in the papers), averaged over the test images.
 
-    Image and mask are resized bilinearly to the input size (OpenCV ``INTER_LINEAR`` semantics); the resized
-    mask is binarised with ``> 0``; the prediction is the foreground probability ``> 0.5``. Dice is
+    As UCTransNet's loader: the stored 8-bit image and mask are resized to the input size with OpenCV's uint8
+    bilinear interpolation (fixed point, results rounded to integers; reproduced bit for bit by
+    :mod:`medseg.protocols.eightbit`), then the image is divided by 255 (the training normalisation) and the
+    mask binarised with ``> 0``; the prediction is the foreground probability ``> 0.5``. The stored mask is the
+    0/255 image of the class mask (:func:`~medseg.protocols.eightbit.stored_mask_u8`). Dice is
     ``2·Σpg / (Σp + Σg + 1e-5)`` and IoU scikit-learn's ``jaccard_score``, so an image with both masks empty
     scores 0 on both. Metrics are computed at the input size, not at the original resolution.
     """
 
     name = "uctransnet_2d"
     description = (
-        "UCTransNet test script: image and mask resized to the input size, mask > 0, prediction > 0.5, "
-        "Dice 2Σpg/(Σp+Σg+1e-5) and sklearn IoU per image at that size, mean over images"
+        "UCTransNet test script: 8-bit image and 0/255 mask resized to the input size as OpenCV does on uint8, "
+        "mask > 0, prediction > 0.5, Dice 2Σpg/(Σp+Σg+1e-5) and sklearn IoU per image at that size, mean over "
+        "images"
     )
     metrics = ("dice", "iou")
 
@@ -36,11 +63,9 @@ class UCTransNet2DProtocol(Protocol):
         super().__init__(context)
 
     def _predict_at_size(self, predictor: Predictor, case: LoadedCase) -> tuple[np.ndarray, np.ndarray]:
-        size = (self.context.image_size, self.context.image_size)
-        probs = predictor.probabilities(resize_bilinear(predictor.prepare(case.image), size))
-        prediction = (probs[0, 0] > self.context.threshold).cpu().numpy()
-        mask = torch.from_numpy((case.mask > 0).astype(np.float32))[None, None]
-        truth = (resize_bilinear(mask, size)[0, 0] > 0).numpy()
+        size = self.context.image_size
+        prediction = predict_at_size_u8(predictor, case, size, self.context.threshold)
+        truth = resize_linear_u8(stored_mask_u8(case.mask), (size, size)) > 0
         return prediction, truth
 
     def evaluate_case(self, predictor: Predictor, case: LoadedCase) -> CaseResult:
@@ -54,7 +79,7 @@ class UCTransNet2DCleanProtocol(UCTransNet2DProtocol):
 
     name = "uctransnet_2d_clean"
     description = (
-        "as uctransnet_2d (same resizing, at the input size) with exact Dice/IoU; images with both masks empty "
+        "as uctransnet_2d (same 8-bit resizing, at the input size) with exact Dice/IoU; images with both masks empty "
         "are undefined and left out of the means"
     )
 

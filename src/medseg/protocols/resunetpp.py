@@ -1,0 +1,47 @@
+"""The ResUNet++ protocol for Kvasir-SEG: per-image metrics at 256 x 256 with ``1e-15`` smoothing."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from medseg.data import LoadedCase
+from medseg.errors import MedsegError
+from medseg.inference import Predictor
+from medseg.metrics import resunetpp_case_metrics
+from medseg.protocols.base import CaseResult, Protocol, ProtocolContext
+from medseg.protocols.eightbit import resize_linear_u8, stored_mask_u8
+from medseg.protocols.uctransnet import predict_at_size_u8
+
+__all__ = ["ResUNetPPKvasirProtocol"]
+
+
+class ResUNetPPKvasirProtocol(Protocol):
+    """Per-image Dice, IoU, precision and recall at the model's input size (256 in the paper), mean over images.
+
+    As ResUNet++'s official test script: the stored 8-bit image and mask are resized to the input size with
+    OpenCV's uint8 bilinear interpolation (:mod:`medseg.protocols.eightbit`), the image divided by 255 (the
+    training normalisation), the mask kept in 0..255 and thresholded at ``> 0.5`` (any non-zero value after
+    rounding), the prediction at probability ``> 0.5``. Every ratio is smoothed with ``1e-15``
+    (:func:`~medseg.metrics.resunetpp_case_metrics`), so nothing is undefined: both masks empty scores 1, an empty
+    prediction has precision 1, an empty ground truth recall 1. The sums are divided by the number of images.
+    """
+
+    name = "resunetpp_kvasir"
+    description = (
+        "ResUNet++ test script: 8-bit image and 0/255 mask resized to the input size as OpenCV does on uint8, "
+        "mask > 0, prediction > 0.5, Dice/IoU/precision/recall with +1e-15 smoothing per image at that size "
+        "(both empty = 1, one-side-empty precision or recall = 1), mean over images"
+    )
+    metrics = ("dice", "iou", "precision", "recall")
+
+    def __init__(self, context: ProtocolContext) -> None:
+        if context.num_classes != 2:
+            raise MedsegError(f"protocol {self.name} is for binary tasks, got {context.num_classes} classes")
+        super().__init__(context)
+
+    def evaluate_case(self, predictor: Predictor, case: LoadedCase) -> CaseResult:
+        size = self.context.image_size
+        prediction = predict_at_size_u8(predictor, case, size, self.context.threshold)
+        truth = resize_linear_u8(stored_mask_u8(case.mask), (size, size)) > 0
+        metrics = resunetpp_case_metrics(prediction, truth)
+        return CaseResult(case.case_id, metrics, prediction=prediction.astype(np.int64))
