@@ -58,12 +58,20 @@ class ModelConfig(_Section):
             (relative paths as for ``data.root``);
             keys that fit are loaded, new modules keep their initialisation (the loaded/missing counts are logged).
         freeze_loaded: freeze the parameters loaded from ``checkpoint`` (BatchNorm statistics still update).
+        checkpoint_min_fill: smallest share of the model's parameter elements that ``checkpoint`` must fill; a
+            checkpoint of another architecture fills almost nothing and is refused. The default 0.5 asks for about
+            the encoder of a U-shaped network (a U-Net's encoder holds 61% of its parameters); a model with extra
+            modules (UTANet's TA-MoSC stage) or another head is still filled above 95%.
+        checkpoint_strict: refuse a ``checkpoint`` that fills less than ``checkpoint_min_fill``; ``false`` loads
+            whatever fits and only logs the counts.
     """
 
     name: str = "unet"
     params: dict[str, Any] = Field(default_factory=dict)
     checkpoint: str | None = None
     freeze_loaded: bool = False
+    checkpoint_min_fill: float = Field(0.5, ge=0, le=1)
+    checkpoint_strict: bool = True
 
 
 class SyntheticConfig(_Section):

@@ -1,34 +1,44 @@
-"""Callbacks that make a run folder explain itself: the per-epoch CSV and ``progress.png``."""
+"""Callbacks that make a run explain itself: the per-epoch CSV, ``progress.png``, one log line per epoch and a
+progress bar that counts epochs from 1."""
 
 from __future__ import annotations
 
 import csv
+import io
+import logging
 import math
 import time
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+from lightning.pytorch.callbacks import RichProgressBar
 
+from medseg.engine.outputs import atomic_write
 from medseg.reports import plot_progress
 
-__all__ = ["EpochHistory"]
+__all__ = ["EpochHistory", "EpochProgressBar", "format_epoch"]
+
+log = logging.getLogger(__name__)
 
 
 class EpochHistory(pl.Callback):
-    """Append one row per epoch to ``metrics.csv`` and redraw ``progress.png``.
+    """Append one row per epoch to ``metrics.csv``, redraw ``progress.png`` and optionally log the row.
 
     Columns: ``epoch``, ``step``, ``lr``, ``seconds`` and every epoch-level metric the module logged
     (``train/loss``, ``train/<term>``, ``val/loss``, ``val/dice`` ...). Epochs without validation leave the
-    validation columns empty.
+    validation columns empty. Both files are replaced atomically, so a failed write keeps the previous version.
 
     Args:
         run_dir: the run folder.
+        log_epochs: log each row as one line (:func:`format_epoch`) on the ``medseg`` logger, for runs without a
+            progress bar.
     """
 
-    def __init__(self, run_dir: str | Path) -> None:
+    def __init__(self, run_dir: str | Path, log_epochs: bool = False) -> None:
         super().__init__()
         self.run_dir = Path(run_dir)
+        self.log_epochs = log_epochs
         self.rows: list[dict[str, float]] = []
         self._started = 0.0
         self._validated = False
@@ -60,17 +70,67 @@ class EpochHistory(pl.Callback):
                 row[key.removesuffix("_epoch")] = float(value)
         self.rows.append(row)
         self._write()
+        if self.log_epochs:
+            log.info("%s", format_epoch(row, trainer.max_epochs))
 
     def _write(self) -> None:
         columns: list[str] = []
         for row in self.rows:
             columns.extend(key for key in row if key not in columns)
-        with self.csv_path.open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=columns)
-            writer.writeheader()
-            for row in self.rows:
-                writer.writerow({key: _format(row.get(key)) for key in columns})
-        plot_progress(self.rows, self.run_dir / "progress.png")
+        text = io.StringIO(newline="")
+        writer = csv.DictWriter(text, fieldnames=columns)
+        writer.writeheader()
+        for row in self.rows:
+            writer.writerow({key: _format(row.get(key)) for key in columns})
+        atomic_write(self.csv_path, lambda stream: stream.write(text.getvalue().encode()))
+        atomic_write(self.run_dir / "progress.png", lambda stream: plot_progress(self.rows, stream))
+
+
+def format_epoch(row: dict[str, float], max_epochs: int | None = None) -> str:
+    """One line for an epoch row of ``metrics.csv``.
+
+    Example: ``epoch 2/16  train loss 0.4123 (seg 0.4011, tamosc_balance 0.1120)  val loss 0.4000  val Dice 0.6543
+    3.2 s``; the loss terms are listed when there are several.
+
+    Args:
+        row: the epoch's row (``epoch``, ``seconds``, ``train/loss``, ``train/<term>``, ``val/loss``, ``val/dice``).
+        max_epochs: the planned number of epochs, shown after the slash.
+
+    Returns:
+        The line; metrics the row lacks (no validation this epoch) are left out.
+    """
+    epoch = f"epoch {int(row['epoch'])}" + (f"/{max_epochs}" if max_epochs and max_epochs > 0 else "")
+    parts = [epoch]
+    if "train/loss" in row:
+        terms = [
+            f"{key.removeprefix('train/')} {value:.4f}"
+            for key, value in row.items()
+            if key.startswith("train/") and key != "train/loss"
+        ]
+        shown = f" ({', '.join(terms)})" if len(terms) > 1 else ""  # a single term is the loss itself
+        parts.append(f"train loss {row['train/loss']:.4f}{shown}")
+    if "val/loss" in row:
+        parts.append(f"val loss {row['val/loss']:.4f}")
+    if "val/dice" in row:
+        parts.append(f"val Dice {row['val/dice']:.4f}")
+    parts.append(f"{row['seconds']:.1f} s")
+    return "  ".join(parts)
+
+
+class EpochProgressBar(RichProgressBar):
+    """Lightning's Rich progress bar with the epoch counted from 1 out of the planned total (``Epoch 1/16``).
+
+    Lightning's own bar shows the zero-based epoch over the last index (``Epoch 0/15``; ``Epoch 0/0`` for a
+    one-epoch run).
+    """
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        description = f"Epoch {current_epoch + 1}"
+        if self.trainer.max_epochs is not None and self.trainer.max_epochs > 0:
+            description += f"/{self.trainer.max_epochs}"
+        if len(self.validation_description) > len(description):
+            description = f"{description:{len(self.validation_description)}}"
+        return description
 
 
 def _format(value: Any) -> Any:

@@ -1,25 +1,67 @@
-"""Reading checkpoints: medseg ``.ckpt`` files (Lightning) and plain state dicts."""
+"""Reading and writing checkpoints: medseg ``.ckpt`` files (Lightning) and plain state dicts."""
 
 from __future__ import annotations
 
+import pickle
+import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from lightning.pytorch.plugins import TorchCheckpointIO
 from torch import nn
 
 from medseg.config import ExperimentConfig, config_from_dict
+from medseg.engine.outputs import atomic_write
 from medseg.errors import MedsegError
 
-__all__ = ["CheckpointError", "load_checkpoint_config", "load_model_weights", "read_checkpoint"]
+__all__ = [
+    "AtomicCheckpointIO",
+    "CheckpointError",
+    "LoadedWeights",
+    "load_checkpoint_config",
+    "load_model_weights",
+    "read_checkpoint",
+]
 
 
 class CheckpointError(MedsegError):
     """A checkpoint that is missing, unreadable or not a medseg checkpoint."""
 
 
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning checkpoint IO that writes each checkpoint to a temporary file next to it and renames it into place.
+
+    A write that fails (disk full, interrupted run) keeps the previous ``best.ckpt``/``last.ckpt`` intact and raises
+    :class:`~medseg.engine.outputs.OutputWriteError` naming the checkpoint. (Lightning's own IO writes through a
+    temporary file in the system temp folder and then copies it when that is another file system, which can leave a
+    truncated checkpoint.)
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None) -> None:
+        """Write ``checkpoint`` to the local file ``path``.
+
+        Args:
+            checkpoint: the state Lightning collected.
+            path: destination file.
+            storage_options: not supported (must be ``None``).
+
+        Raises:
+            OutputWriteError: the file could not be written.
+        """
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} does not take storage_options")
+        atomic_write(path, lambda stream: torch.save(checkpoint, stream))
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint file onto the CPU.
+    """Load a checkpoint file onto the CPU (tensors and plain values only, never arbitrary Python objects).
 
     Args:
         path: ``.ckpt`` written by ``medseg train`` or a ``.pt``/``.pth`` state dict.
@@ -28,15 +70,25 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         The loaded mapping.
 
     Raises:
-        CheckpointError: the file is missing or cannot be read.
+        CheckpointError: the file is missing, is not a PyTorch checkpoint, holds other Python objects or cannot be
+            read.
     """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        with path.open("rb") as handle:
+            pickled = handle.read(1) == b"\x80"
+        if zipfile.is_zipfile(path) or pickled:
+            raise CheckpointError(
+                f"checkpoint {path} holds Python objects other than tensors and plain values; "
+                "save the model's state_dict() instead"
+            ) from None
+        raise CheckpointError(f"checkpoint {path} is not a PyTorch checkpoint (.ckpt, .pt or .pth file)") from None
     except Exception as error:
-        raise CheckpointError(f"checkpoint {path} could not be read: {error}") from None
+        raise CheckpointError(f"checkpoint {path} could not be read: {_first_line(error)}") from None
     if not isinstance(payload, dict):
         raise CheckpointError(f"checkpoint {path} holds a {type(payload).__name__}, not a state dict")
     return payload
@@ -61,16 +113,43 @@ def load_checkpoint_config(payload: dict[str, Any], path: str | Path) -> Experim
     return config_from_dict(config)
 
 
-def load_model_weights(model: nn.Module, path: str | Path, strict: bool = True) -> tuple[list[str], list[str]]:
+@dataclass(frozen=True)
+class LoadedWeights:
+    """What loading a checkpoint into a model filled.
+
+    Attributes:
+        loaded: model keys (parameters and buffers) that took the checkpoint's tensor.
+        missing: model keys the checkpoint does not have; they keep their initialisation.
+        unexpected: checkpoint keys the model does not have; ignored.
+        mismatched: keys both have with different shapes; the model keeps its initialisation.
+        filled_share: share of the model's parameter elements (not buffers) that the checkpoint filled, 0..1.
+    """
+
+    loaded: list[str]
+    missing: list[str]
+    unexpected: list[str]
+    mismatched: list[str]
+    filled_share: float
+
+    def describe(self) -> str:
+        """One line of counts: loaded, missing, unexpected and shape-mismatched tensors and the filled share."""
+        return (
+            f"{len(self.loaded)} tensors loaded, {len(self.missing)} missing, {len(self.unexpected)} unexpected, "
+            f"{len(self.mismatched)} with another shape; fills {self.filled_share:.1%} of the model's parameters"
+        )
+
+
+def load_model_weights(model: nn.Module, path: str | Path, strict: bool = True) -> LoadedWeights:
     """Load weights into ``model`` from a medseg ``.ckpt`` or a plain (possibly ``model.``-prefixed) state dict.
 
     Args:
         model: the model to fill.
         path: checkpoint file.
-        strict: require every key to match; with ``False`` new modules keep their initialisation.
+        strict: require every key to match; with ``False`` the keys that fit are loaded and the others keep their
+            initialisation (check :attr:`LoadedWeights.filled_share` to refuse a checkpoint of another model).
 
     Returns:
-        The missing and unexpected keys.
+        What was loaded, missing, unexpected or of another shape.
 
     Raises:
         CheckpointError: unreadable file or, when ``strict``, mismatching keys or shapes.
@@ -80,13 +159,23 @@ def load_model_weights(model: nn.Module, path: str | Path, strict: bool = True) 
     if any(key.startswith("model.") for key in state):
         state = {key.removeprefix("model."): value for key, value in state.items() if key.startswith("model.")}
     own = model.state_dict()
-    wrong_shape = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
-    if wrong_shape:
+    mismatched = [k for k, v in state.items() if k in own and (not torch.is_tensor(v) or own[k].shape != v.shape)]
+    if mismatched:
         if strict:
-            raise CheckpointError(f"checkpoint {path}: shape mismatch for {', '.join(wrong_shape[:5])}")
-        state = {k: v for k, v in state.items() if k not in wrong_shape}
+            raise CheckpointError(f"checkpoint {path}: shape mismatch for {', '.join(mismatched[:5])}")
+        state = {k: v for k, v in state.items() if k not in mismatched}
     try:
         result = model.load_state_dict(state, strict=strict)
     except RuntimeError as error:
-        raise CheckpointError(f"checkpoint {path} does not fit the model: {error}") from None
-    return list(result.missing_keys), list(result.unexpected_keys)
+        raise CheckpointError(f"checkpoint {path} does not fit the model: {' '.join(str(error).split())}") from None
+    loaded = [key for key in own if key in state]
+    parameters = dict(model.named_parameters())
+    total = sum(p.numel() for p in parameters.values())
+    filled = sum(parameters[key].numel() for key in loaded if key in parameters)
+    return LoadedWeights(
+        loaded=loaded,
+        missing=[key for key in result.missing_keys if key not in mismatched],
+        unexpected=list(result.unexpected_keys),
+        mismatched=mismatched,
+        filled_share=filled / total if total else 1.0,
+    )

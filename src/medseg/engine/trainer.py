@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import platform
+import sys
 import time
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,12 +19,21 @@ from torch.utils.data import DataLoader
 import medseg
 from medseg.config import ConfigError, ExperimentConfig, resolve_path, save_config
 from medseg.data import build_datasets, build_reader, make_splits, save_splits
-from medseg.engine.callbacks import EpochHistory
-from medseg.engine.checkpoint import load_model_weights
+from medseg.engine.callbacks import EpochHistory, EpochProgressBar
+from medseg.engine.checkpoint import AtomicCheckpointIO, CheckpointError, load_model_weights
 from medseg.engine.module import SegmentationTask
+from medseg.engine.outputs import atomic_write, writing
 from medseg.runtime import set_threads
 
-__all__ = ["TrainResult", "create_run_dir", "freeze_loaded_parameters", "resolve_precision", "train"]
+__all__ = [
+    "TrainResult",
+    "create_run_dir",
+    "freeze_loaded_parameters",
+    "load_initial_weights",
+    "resolve_precision",
+    "show_progress_bar",
+    "train",
+]
 
 log = logging.getLogger(__name__)
 
@@ -83,22 +94,64 @@ def resolve_precision(precision: str, accelerator: str) -> str:
     return "bf16-mixed" if torch.backends.mkldnn.is_available() and torch.cpu._is_avx512_bf16_supported() else "32"
 
 
-def freeze_loaded_parameters(model: torch.nn.Module, missing: list[str]) -> int:
-    """Stop gradients of every parameter that a checkpoint provided (all but the ``missing`` keys).
+def freeze_loaded_parameters(model: torch.nn.Module, loaded: Collection[str]) -> int:
+    """Stop gradients of every parameter that a checkpoint provided.
 
     Args:
         model: the model after a non-strict load.
-        missing: keys the checkpoint did not have.
+        loaded: keys that took the checkpoint's tensor (:attr:`~medseg.engine.checkpoint.LoadedWeights.loaded`).
 
     Returns:
         The number of frozen parameter tensors.
     """
     frozen = 0
     for name, parameter in model.named_parameters():
-        if name not in missing:
+        if name in loaded:
             parameter.requires_grad_(False)
             frozen += 1
     return frozen
+
+
+def load_initial_weights(model: torch.nn.Module, config: ExperimentConfig) -> None:
+    """Load ``model.checkpoint`` into ``model`` (keys that fit) and freeze them when ``model.freeze_loaded``.
+
+    Args:
+        model: the freshly built model.
+        config: experiment configuration; nothing happens without ``model.checkpoint``.
+
+    Raises:
+        CheckpointError: the file is not a readable checkpoint, or (with ``model.checkpoint_strict``) it fills less
+            than ``model.checkpoint_min_fill`` of the model's parameters, i.e. it belongs to another architecture.
+    """
+    settings = config.model
+    if not settings.checkpoint:
+        return
+    path = resolve_path(settings.checkpoint)
+    loaded = load_model_weights(model, path, strict=False)
+    if settings.checkpoint_strict and loaded.filled_share < settings.checkpoint_min_fill:
+        raise CheckpointError(
+            f"checkpoint {path} does not fit model {settings.name}: {loaded.describe()}, below "
+            f"model.checkpoint_min_fill={settings.checkpoint_min_fill:g} "
+            "(model.checkpoint_strict=false loads it anyway)"
+        )
+    log.info("loaded %s: %s", settings.checkpoint, loaded.describe())
+    if settings.freeze_loaded:
+        log.info("froze %d loaded parameter tensors", freeze_loaded_parameters(model, loaded.loaded))
+
+
+def show_progress_bar(config: ExperimentConfig) -> bool:
+    """Whether to draw the progress bar: ``train.progress_bar`` and both stdout and stderr are terminals.
+
+    Otherwise (``medseg train ... > log.txt``, a batch job, ``train.progress_bar: false``) each epoch is one log
+    line instead.
+
+    Args:
+        config: experiment configuration.
+
+    Returns:
+        ``True`` to draw the bar.
+    """
+    return config.train.progress_bar and sys.stdout.isatty() and sys.stderr.isatty()
 
 
 def _loader(dataset: torch.utils.data.Dataset, config: ExperimentConfig, train: bool) -> DataLoader:
@@ -114,51 +167,70 @@ def _loader(dataset: torch.utils.data.Dataset, config: ExperimentConfig, train: 
     )
 
 
-def train(config: ExperimentConfig, run_dir: Path | None = None) -> TrainResult:
+def train(
+    config: ExperimentConfig, run_dir: Path | None = None, extra_callbacks: Sequence[Callback] = ()
+) -> TrainResult:
     """Train a configuration and write the run folder.
 
-    The folder receives ``config.yaml`` (resolved), ``splits.json``, ``checkpoints/best.ckpt`` and
-    ``checkpoints/last.ckpt``, ``metrics.csv`` (one row per epoch), ``progress.png`` and ``train_summary.json``.
+    The folder receives ``config.yaml`` (resolved), ``splits.json``, ``checkpoints/best.ckpt`` (best validation
+    epoch) and ``checkpoints/last.ckpt`` (final epoch), ``metrics.csv`` (one row per epoch), ``progress.png`` and
+    ``train_summary.json``. Checkpoints, ``metrics.csv`` and ``progress.png`` are replaced atomically, so a full
+    disk keeps their previous version. Progress is a bar on a terminal, else one log line per epoch
+    (:func:`show_progress_bar`).
 
     Args:
         config: experiment configuration.
         run_dir: folder to write into; a new one under ``config.output_dir`` when ``None``.
+        extra_callbacks: further Lightning callbacks (monitoring, tests), run before the checkpoint callbacks.
 
     Returns:
         The run's output locations and best validation Dice.
+
+    Raises:
+        OutputWriteError: a file of the run folder could not be written (e.g. no space left on the device).
     """
     run_dir = run_dir or create_run_dir(config)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    with writing(run_dir):
+        run_dir.mkdir(parents=True, exist_ok=True)
     pl.seed_everything(config.train.seed, workers=True, verbose=False)
     set_threads(config.train.threads)
 
     reader = build_reader(config.data)
     splits = make_splits(reader, config.data)
-    save_config(config, run_dir / "config.yaml")
-    save_splits(splits, run_dir / "splits.json")
+    with writing(run_dir / "config.yaml"):
+        save_config(config, run_dir / "config.yaml")
+    with writing(run_dir / "splits.json"):
+        save_splits(splits, run_dir / "splits.json")
     if not splits.get("train") or not splits.get("val"):
         sizes = {name: len(ids) for name, ids in splits.items()}
         raise ConfigError(f"training needs non-empty train and val splits, got {sizes}; check data.val_fraction")
     datasets = build_datasets(reader, splits, config.data)
 
     task = SegmentationTask(config.model_dump(mode="json"))
-    if config.model.checkpoint:
-        missing, unexpected = load_model_weights(task.model, resolve_path(config.model.checkpoint), strict=False)
-        log.info("loaded %s: %d missing, %d unexpected keys", config.model.checkpoint, len(missing), len(unexpected))
-        if config.model.freeze_loaded:
-            log.info("froze %d loaded parameter tensors", freeze_loaded_parameters(task.model, missing))
+    load_initial_weights(task.model, config)
 
     reconstruction = config.train.task == "reconstruction"
     monitor, mode = ("val/loss", "min") if reconstruction else ("val/dice", "max")
-    checkpoints = ModelCheckpoint(
+    best = ModelCheckpoint(
         dirpath=run_dir / "checkpoints",
         filename="best",
         monitor=monitor,
         mode=mode,
-        save_last=True,
         auto_insert_metric_name=False,
     )
-    callbacks: list[Callback] = [checkpoints, EpochHistory(run_dir)]
+    # ``save_last=True`` on the monitored checkpoint rewrites last.ckpt only in epochs that improve the monitored
+    # value; this unmonitored checkpoint overwrites last.ckpt at the end of every epoch, after validation.
+    last = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints",
+        filename="last",
+        save_top_k=1,
+        save_on_train_epoch_end=True,
+        enable_version_counter=False,
+    )
+    bar = show_progress_bar(config)
+    callbacks: list[Callback] = [*extra_callbacks, best, last, EpochHistory(run_dir, log_epochs=not bar)]
+    if bar:
+        callbacks.append(EpochProgressBar())
     if config.train.patience:
         callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=config.train.patience))
     precision = resolve_precision(config.train.precision, config.train.accelerator)
@@ -170,12 +242,13 @@ def train(config: ExperimentConfig, run_dir: Path | None = None) -> TrainResult:
         deterministic=config.train.deterministic,
         logger=False,
         callbacks=callbacks,
-        enable_progress_bar=config.train.progress_bar,
+        enable_progress_bar=bar,
         enable_model_summary=False,
         check_val_every_n_epoch=config.train.val_every,
         limit_train_batches=config.train.limit_train_batches,
         num_sanity_val_steps=1,
         default_root_dir=run_dir,
+        plugins=[AtomicCheckpointIO()],
     )
     sizes = ", ".join(f"{len(ids)} {name}" for name, ids in splits.items())
     parameters = sum(p.numel() for p in task.model.parameters())
@@ -191,11 +264,11 @@ def train(config: ExperimentConfig, run_dir: Path | None = None) -> TrainResult:
     )
     started = time.perf_counter()
     trainer.fit(task, _loader(datasets["train"], config, True), _loader(datasets["val"], config, False))
-    best_score = float(checkpoints.best_model_score) if checkpoints.best_model_score is not None else float("nan")
+    best_score = float(best.best_model_score) if best.best_model_score is not None else float("nan")
     result = TrainResult(
         run_dir=run_dir,
-        best_checkpoint=Path(checkpoints.best_model_path),
-        last_checkpoint=Path(checkpoints.last_model_path),
+        best_checkpoint=Path(best.best_model_path),
+        last_checkpoint=Path(last.best_model_path),
         best_val_dice=float("nan") if reconstruction else best_score,
     )
     summary = {
@@ -228,5 +301,5 @@ def train(config: ExperimentConfig, run_dir: Path | None = None) -> TrainResult:
             "python": platform.python_version(),
         },
     }
-    (run_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))
+    atomic_write(run_dir / "train_summary.json", lambda stream: stream.write(json.dumps(summary, indent=2).encode()))
     return result
