@@ -193,10 +193,10 @@ def test_multiclass_run_reports_per_class_metrics(tmp_path: Path) -> None:
     assert runner.invoke(app, args).exit_code == 0
     result = runner.invoke(app, ["evaluate", str(tmp_path / "multi"), "--checkpoint", "last"])
     assert result.exit_code == 0, result.output
-    summary = json.loads((tmp_path / "multi" / "evaluation" / "test" / "summary.json").read_text())
+    summary = json.loads((tmp_path / "multi" / "evaluation" / "test-last" / "summary.json").read_text())
     assert set(summary["per_class"]) == {"class_1", "class_2"}
     assert summary["checkpoint_rule"] == "final training epoch"
-    assert "| class_2 |" in (tmp_path / "multi" / "evaluation" / "test" / "report.md").read_text()
+    assert "| class_2 |" in (tmp_path / "multi" / "evaluation" / "test-last" / "report.md").read_text()
 
 
 def test_same_seed_same_history(tmp_path: Path) -> None:

@@ -107,12 +107,15 @@ def train(
 def evaluate(
     run_dir: Annotated[Path, typer.Argument(help="run folder written by `medseg train`")],
     split: Annotated[str | None, typer.Option(help="split to evaluate (default: eval.split of the run)")] = None,
-    checkpoint: Annotated[str, typer.Option(help="best, last or a .ckpt path")] = "best",
+    checkpoint: Annotated[
+        str, typer.Option(help="best, last or a .ckpt path (of this run's model); each gets its own folder")
+    ] = "best",
     protocol: Annotated[
         str | None, typer.Option(help="evaluation protocol (default: eval.protocol of the run)")
     ] = None,
 ) -> None:
-    """Evaluate a run: per-case JSON, summary.json and a Markdown report with overlays."""
+    """Evaluate a run: per-case JSON, summary.json and a Markdown report with overlays of the worst cases, in
+    runs/<name>/evaluation/<split>[-<protocol>][-<checkpoint>]/."""
     with _user_errors():
         from medseg.evaluation import evaluate_run
 
@@ -121,25 +124,47 @@ def evaluate(
 
 
 def _print_evaluation(output: EvaluationOutput) -> None:
-    metrics = output.summary["metrics"]
-    line = ", ".join(f"{name} {stats['mean']:.4f}" for name, stats in metrics.items() if stats["mean"] is not None)
-    console.print(
-        f"{output.summary['split']} ({output.summary['num_cases']} cases, {output.summary['protocol']}): {line}"
-    )
+    """Print the protocol's headline (its own metrics) and where the report is."""
+    summary = output.summary
+    console.print(f"{summary['split']} ({summary['num_cases']} cases, {summary['protocol']}): {output.headline}")
     console.print(f"report: [bold]{output.report}[/]")
 
 
 def _input_images(source: Path) -> list[Path]:
+    """The image files to predict: ``source`` itself, or the images in the folder ``source`` (sorted)."""
     from medseg.errors import MedsegError
 
     if source.is_file():
         return [source]
     if source.is_dir():
-        images = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        images = sorted(p for p in source.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
         if not images:
             raise MedsegError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {source}")
         return images
     raise MedsegError(f"input {source} does not exist")
+
+
+def _output_names(images: list[Path], overlay: bool) -> list[str]:
+    """A distinct output name (without ``.png``) for each input image.
+
+    An image keeps its stem when no other input has the same stem; inputs sharing a stem (``x.png`` and
+    ``x.jpg``) get their suffix appended (``x_png``, ``x_jpg``). A name whose files would still clash with an
+    earlier one (case-insensitively, overlays included) gets ``_2``, ``_3``, ...
+    """
+    from collections import Counter
+
+    stems = Counter(path.stem.lower() for path in images)
+    taken: set[str] = set()
+    names = []
+    for path in images:
+        base = path.stem if stems[path.stem.lower()] == 1 else f"{path.stem}_{path.suffix[1:].lower()}"
+        name, number = base, 1
+        while (files := {f"{name.lower()}.png", *([f"{name.lower()}_overlay.png"] if overlay else [])}) & taken:
+            number += 1
+            name = f"{base}_{number}"
+        taken |= files
+        names.append(name)
+    return names
 
 
 @app.command()
@@ -149,12 +174,17 @@ def predict(
     output: Annotated[Path, typer.Argument(help="output folder for the masks")],
     overlay: Annotated[bool, typer.Option("--overlay", help="also write <name>_overlay.png")] = False,
 ) -> None:
-    """Predict masks at each input's original size: binary masks as 0/255 PNG, multi-class as class indices."""
+    """Predict masks at each input's original size: binary masks as 0/255 PNG, multi-class as class indices.
+
+    A mask is named after its image (<stem>.png; <stem>_<suffix>.png when two inputs share a stem). An image that
+    cannot be read or predicted is reported and skipped; the exit status is then 1.
+    """
     with _user_errors():
         import numpy as np
         from PIL import Image
 
         from medseg.data import read_image
+        from medseg.errors import MedsegError
         from medseg.inference import Predictor
         from medseg.reports import overlay as draw_overlay
 
@@ -162,14 +192,26 @@ def predict(
         predictor = Predictor.from_checkpoint(checkpoint)
         output.mkdir(parents=True, exist_ok=True)
         binary = predictor.config.binary
-        for path in images:
-            image = read_image(path)
-            labels = predictor.predict(image)
+        written = 0
+        failed = 0
+        for path, name in zip(images, _output_names(images, overlay), strict=True):
+            try:
+                image = read_image(path)
+                labels = predictor.predict(image)
+            except MedsegError as error:
+                message = str(error) if str(path) in str(error) else f"{path}: {error}"
+                errors.print(f"[bold red]skipped:[/] {message}", highlight=False, soft_wrap=True)
+                failed += 1
+                continue
             mask = (labels * 255 if binary else labels).astype(np.uint8)
-            Image.fromarray(mask).save(output / f"{path.stem}.png")
+            Image.fromarray(mask).save(output / f"{name}.png")
             if overlay:
-                Image.fromarray(draw_overlay(image, labels)).save(output / f"{path.stem}_overlay.png")
-    console.print(f"wrote {len(images)} mask(s) to [bold]{output}[/]")
+                Image.fromarray(draw_overlay(image, labels)).save(output / f"{name}_overlay.png")
+            written += 1
+    console.print(f"wrote {written} mask(s) to [bold]{output}[/]")
+    if failed:
+        errors.print(f"{failed} of {len(images)} image(s) could not be predicted", highlight=False)
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -236,8 +278,7 @@ def demo(
         from medseg.demo import run_demo
 
         output = run_demo(output_dir, epochs)
-    dice = output.summary["metrics"]["dice"]["mean"]
-    console.print(f"demo test Dice {dice:.4f} on {output.summary['num_cases']} synthetic test images")
+    console.print(f"demo test ({output.summary['num_cases']} synthetic images): {output.headline}")
     console.print(f"report: [bold]{output.report}[/]")
 
 

@@ -14,15 +14,15 @@ from PIL import Image
 from rich.progress import track
 
 from medseg.config import ExperimentConfig, config_from_dict
-from medseg.data import build_reader, load_splits
+from medseg.data import DatasetReader, build_reader, load_splits
 from medseg.engine.checkpoint import CheckpointError
 from medseg.errors import MedsegError
 from medseg.inference import Predictor
 from medseg.metrics import EmptyPolicy
-from medseg.protocols import CaseResult, ProtocolContext, get_protocol
+from medseg.protocols import CaseResult, Protocol, ProtocolContext, get_protocol
 from medseg.recipes.stages import final_stage_config
 from medseg.reports import overlay
-from medseg.reports.markdown import evaluation_report
+from medseg.reports.markdown import evaluation_report, rank_cases
 
 __all__ = ["EvaluationOutput", "evaluate_run"]
 
@@ -34,15 +34,17 @@ CHECKPOINT_RULES = {
 
 @dataclass
 class EvaluationOutput:
-    """Where an evaluation wrote its files.
+    """Where an evaluation wrote its files, and what it found.
 
     Attributes:
-        directory: ``<run>/evaluation/<split>``.
+        directory: ``<run>/evaluation/<split>[-<protocol>][-<checkpoint>]``.
         summary: the content of ``summary.json``.
+        headline: the protocol's one-line result (:meth:`medseg.protocols.Protocol.headline`).
     """
 
     directory: Path
     summary: dict[str, Any]
+    headline: str
 
     @property
     def report(self) -> Path:
@@ -55,6 +57,61 @@ def _read_run_config(run_dir: Path) -> ExperimentConfig:
     if not path.is_file():
         raise MedsegError(f"{run_dir} is not a medseg run folder (no config.yaml)")
     return final_stage_config(config_from_dict(yaml.safe_load(path.read_text())))
+
+
+def _resolve_checkpoint(run_dir: Path, checkpoint: str) -> tuple[Path, str | None]:
+    """The checkpoint file, and its rule (``best``/``last``) when it is one of the run's published checkpoints."""
+    if checkpoint in CHECKPOINT_RULES:
+        return run_dir / "checkpoints" / f"{checkpoint}.ckpt", checkpoint
+    path = Path(checkpoint)
+    for rule in CHECKPOINT_RULES:
+        own = run_dir / "checkpoints" / f"{rule}.ckpt"
+        if path.resolve() == own.resolve():
+            return own, rule
+    return path, None
+
+
+def _checkpoint_folder_suffix(path: Path, rule: str | None) -> str:
+    """The part of the evaluation folder name that says which checkpoint was evaluated (empty for ``best``)."""
+    if rule is not None:
+        return "" if rule == "best" else f"-{rule}"
+    if path.stem in CHECKPOINT_RULES and path.parent.name == "checkpoints":
+        return f"-{path.parent.parent.name}-{path.stem}"  # another run's (or stage's) best/last
+    return f"-{path.stem}"
+
+
+def _model_key(config: ExperimentConfig) -> tuple[Any, ...]:
+    """What identifies the model a configuration builds (name, params, input channels, classes)."""
+    return config.model.name, config.model.params, config.data.in_channels, config.data.num_classes
+
+
+def _model_label(config: ExperimentConfig) -> str:
+    """The model a configuration builds: name, params, input channels and classes."""
+    params = ", ".join(f"{key}={value}" for key, value in sorted(config.model.params.items()))
+    channels = f"in_channels={config.data.in_channels}, num_classes={config.data.num_classes}"
+    return f"{config.model.name}({', '.join(filter(None, (params, channels)))})"
+
+
+def _check_same_model(run_dir: Path, config: ExperimentConfig, ckpt_path: Path, ckpt_config: ExperimentConfig) -> None:
+    """Refuse a checkpoint of another model than the run's (its evaluation would be filed under the wrong model)."""
+    if _model_key(ckpt_config) != _model_key(config):
+        raise CheckpointError(
+            f"checkpoint {ckpt_path} holds model {_model_label(ckpt_config)}, but run {run_dir} trains "
+            f"{_model_label(config)}; evaluate it in its own run folder"
+        )
+
+
+def _check_not_another_checkpoint(out_dir: Path, checkpoint: str) -> None:
+    """Refuse to overwrite a folder that holds the evaluation of a different checkpoint (same file stem)."""
+    summary_path = out_dir / "summary.json"
+    if not summary_path.is_file():
+        return
+    previous = json.loads(summary_path.read_text()).get("checkpoint")
+    if previous is not None and previous != checkpoint:
+        raise MedsegError(
+            f"{out_dir} holds the evaluation of checkpoint {previous}, not {checkpoint}; "
+            "rename the checkpoint file or remove that folder"
+        )
 
 
 def _display_slice(image: np.ndarray, mask: np.ndarray, prediction: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -89,10 +146,17 @@ def evaluate_run(
 ) -> EvaluationOutput:
     """Evaluate a run folder written by ``medseg train``.
 
-    Writes ``cases.json`` (one record per case), ``summary.json`` (protocol, split, checkpoint rule, number of
-    cases, mean/std/median and valid/undefined counts per metric), ``report.md`` and ``overlays/*.png`` into
-    ``<run>/evaluation/<split>/`` (``<split>-<protocol>/`` for a protocol other than the run's ``eval.protocol``,
-    so results under different rules never overwrite each other).
+    Writes ``cases.json`` (one record per case), ``summary.json`` (protocol, split, checkpoint and its rule, number
+    of cases, the protocol's statistics per metric), ``report.md`` and ``overlays/*.png`` (the ``eval.overlays``
+    cases with the lowest per-case Dice, a volume's at its slice with the most ground truth) into
+    ``<run>/evaluation/<split>[-<protocol>][-<checkpoint>]/``, so evaluations under different rules or of
+    different checkpoints never overwrite each other:
+
+    - ``-<protocol>`` is added for a protocol other than the run's ``eval.protocol``;
+    - the checkpoint part is empty for ``best`` (what ``medseg train`` evaluates), ``-last`` for ``last``, and
+      ``-<file stem>`` for a path (``-<run>-best``/``-<run>-last`` for another run's or stage's
+      ``<run>/checkpoints/best.ckpt``/``last.ckpt``); a path to this run's own ``checkpoints/best.ckpt`` or
+      ``last.ckpt`` counts as ``best`` or ``last``.
 
     Args:
         run_dir: the run folder.
@@ -102,12 +166,18 @@ def evaluate_run(
         progress: show a progress bar.
 
     Returns:
-        The output folder and summary.
+        The output folder, summary and headline.
+
+    Raises:
+        CheckpointError: missing checkpoint, or one of another model (name, params, channels or classes) than
+            the run's.
+        MedsegError: unknown split or protocol, or an output folder holding the evaluation of another checkpoint
+            with the same file stem.
     """
     run_dir = Path(run_dir)
     config = _read_run_config(run_dir)
     split = split or config.eval.split
-    ckpt_path = run_dir / "checkpoints" / f"{checkpoint}.ckpt" if checkpoint in CHECKPOINT_RULES else Path(checkpoint)
+    ckpt_path, rule = _resolve_checkpoint(run_dir, checkpoint)
     if not ckpt_path.is_file():
         raise CheckpointError(f"checkpoint {ckpt_path} does not exist; was the run trained to the end?")
     splits = load_splits(run_dir / "splits.json")
@@ -118,6 +188,7 @@ def evaluate_run(
         raise MedsegError(f"split {split!r} of {run_dir} is empty")
 
     predictor = Predictor.from_checkpoint(ckpt_path)
+    _check_same_model(run_dir, config, ckpt_path, predictor.config)
     reader = build_reader(config.data)
     policy = EmptyPolicy(both_empty=config.eval.both_empty, hd95_empty=config.eval.hd95_empty)
     context = ProtocolContext(
@@ -129,41 +200,30 @@ def evaluate_run(
     )
     evaluator = get_protocol(protocol or config.eval.protocol, context)
     folder = split if evaluator.name == config.eval.protocol else f"{split}-{evaluator.name}"
-    out_dir = run_dir / "evaluation" / folder
-    overlay_dir = out_dir / "overlays"
-    overlay_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = run_dir / "evaluation" / (folder + _checkpoint_folder_suffix(ckpt_path, rule))
+    absolute = ckpt_path.absolute()
+    recorded = (
+        str(absolute.relative_to(run_dir.absolute())) if absolute.is_relative_to(run_dir.absolute()) else str(absolute)
+    )
+    _check_not_another_checkpoint(out_dir, recorded)
 
     results: list[CaseResult] = []
-    overlay_every = max(1, math.ceil(len(case_ids) / config.eval.overlays)) if config.eval.overlays else 0
-    overlays: list[str] = []
-    for index, case_id in enumerate(track(case_ids, description=f"evaluating {split}", disable=not progress)):
-        if reader.is_volume(case_id):
-            volume = reader.load_volume(case_id)
-            result = evaluator.evaluate_volume(predictor, volume)
-            image, truth, prediction = _display_slice(volume.image, volume.mask, result.prediction)
-        else:
-            case = reader.load(case_id)
-            result = evaluator.evaluate_case(predictor, case)
-            image, truth, prediction = case.image, case.mask, result.prediction
-        if overlay_every and index % overlay_every == 0:
-            name = f"overlays/{case_id}.png"
-            if prediction.shape != truth.shape:  # protocols that score at the input size
-                truth = _resize_labels(truth, prediction.shape)
-                image = _resize_labels(image, prediction.shape)
-            Image.fromarray(overlay(image, prediction, truth)).save(out_dir / name)
-            overlays.append(name)
+    for case_id in track(case_ids, description=f"evaluating {split}", disable=not progress):
+        result = _evaluate(evaluator, predictor, reader, case_id)[0]
         result.prediction = None
         results.append(result)
 
-    cases = [r.to_json() for r in results]
+    cases = [_json_ready(r.to_json()) for r in results]
+    worst = [case["case_id"] for case in rank_cases(cases, evaluator.ranking_metric)[: config.eval.overlays]]
+    overlays = _draw_overlays(out_dir, worst, evaluator, predictor, reader)
     summary = {
         "run": run_dir.name,
         "model": config.model.name,
         "protocol": evaluator.name,
         "protocol_description": evaluator.description,
         "split": split,
-        "checkpoint": str(ckpt_path.relative_to(run_dir)) if ckpt_path.is_relative_to(run_dir) else str(ckpt_path),
-        "checkpoint_rule": CHECKPOINT_RULES.get(checkpoint, "checkpoint given by path"),
+        "checkpoint": recorded,
+        "checkpoint_rule": CHECKPOINT_RULES[rule] if rule else "checkpoint given by path",
         "num_cases": len(results),
         "input_size": config.data.image_size,
         "case_metrics": list(evaluator.metrics),
@@ -175,7 +235,46 @@ def evaluate_run(
         **evaluator.summarize(results),
     }
     summary = _json_ready(summary)
-    (out_dir / "cases.json").write_text(json.dumps(_json_ready(cases), indent=1))
+    (out_dir / "cases.json").write_text(json.dumps(cases, indent=1))
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    (out_dir / "report.md").write_text(evaluation_report(summary, cases, overlays))
-    return EvaluationOutput(out_dir, summary)
+    report = evaluation_report(summary, cases, overlays, ranking_metric=evaluator.ranking_metric)
+    (out_dir / "report.md").write_text(report)
+    return EvaluationOutput(out_dir, summary, evaluator.headline(summary))
+
+
+def _evaluate(
+    evaluator: Protocol, predictor: Predictor, reader: DatasetReader, case_id: str
+) -> tuple[CaseResult, np.ndarray, np.ndarray]:
+    """Evaluate one case (image or volume); also return the image and ground truth to draw its overlay on."""
+    if reader.is_volume(case_id):
+        volume = reader.load_volume(case_id)
+        return evaluator.evaluate_volume(predictor, volume), volume.image, volume.mask
+    case = reader.load(case_id)
+    return evaluator.evaluate_case(predictor, case), case.image, case.mask
+
+
+def _draw_overlays(
+    out_dir: Path, case_ids: list[str], evaluator: Protocol, predictor: Predictor, reader: DatasetReader
+) -> dict[str, str]:
+    """Predict the given cases again and draw their overlays (replacing those of an earlier evaluation).
+
+    Returns:
+        Case id -> overlay path relative to ``out_dir``, in the order of ``case_ids``.
+    """
+    overlay_dir = out_dir / "overlays"
+    overlay_dir.mkdir(parents=True, exist_ok=True)
+    for stale in overlay_dir.glob("*.png"):
+        stale.unlink()
+    overlays: dict[str, str] = {}
+    for case_id in case_ids:
+        result, image, truth = _evaluate(evaluator, predictor, reader, case_id)
+        prediction = np.asarray(result.prediction)
+        if reader.is_volume(case_id):
+            image, truth, prediction = _display_slice(image, truth, prediction)
+        if prediction.shape != truth.shape:  # protocols that score at the input size
+            truth = _resize_labels(truth, prediction.shape)
+            image = _resize_labels(image, prediction.shape)
+        name = f"overlays/{case_id}.png"
+        Image.fromarray(overlay(image, prediction, truth)).save(out_dir / name)
+        overlays[case_id] = name
+    return overlays

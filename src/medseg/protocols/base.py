@@ -19,7 +19,7 @@ from medseg.errors import MedsegError
 from medseg.inference import Predictor
 from medseg.metrics import EmptyPolicy, summarize
 
-__all__ = ["CaseResult", "Protocol", "ProtocolContext", "resize_bilinear"]
+__all__ = ["CaseResult", "Protocol", "ProtocolContext", "format_metric", "resize_bilinear"]
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,20 @@ def _clean(values: dict[str, Any]) -> dict[str, Any]:
     return {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in values.items()}
 
 
+def format_metric(value: Any) -> str:
+    """Format a summary value for one line of text: four decimals, ``n/a`` when undefined (``None`` or NaN).
+
+    Args:
+        value: the value from a summary.
+
+    Returns:
+        The text.
+    """
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "n/a"
+    return f"{value:.4f}"
+
+
 def resize_bilinear(array: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Bilinear resize of an ``(N, C, H, W)`` tensor with half-pixel centres and no anti-aliasing.
 
@@ -96,6 +110,8 @@ class Protocol:
         description: one sentence saying what the protocol computes.
         volumetric: whether cases are 3D volumes (evaluated per volume) rather than 2D images.
         metrics: the per-case metrics the summary aggregates.
+        ranking_metric: the per-case metric (higher is better) that ranks the cases for the report's table of
+            worst cases and its overlays.
         configurable_policy: whether empty masks follow ``eval.both_empty``/``eval.hd95_empty`` (otherwise the
             protocol's own fixed rules, stated in its description).
 
@@ -107,6 +123,7 @@ class Protocol:
     description: str = ""
     volumetric: bool = False
     metrics: tuple[str, ...] = ("dice", "iou", "precision", "recall", "hd95")
+    ranking_metric: str = "dice"
     configurable_policy: bool = False
 
     def __init__(self, context: ProtocolContext) -> None:
@@ -158,3 +175,15 @@ class Protocol:
                 name: summarize([r.per_class[name] for r in results], self.metrics) for name in class_names
             }
         return summary
+
+    def headline(self, summary: dict[str, Any]) -> str:
+        """The one-line result printed after an evaluation: each metric's mean over cases.
+
+        Args:
+            summary: the content of ``summary.json`` (as written by :meth:`summarize` and the evaluation).
+
+        Returns:
+            E.g. ``"dice 0.8123, iou 0.7012, hd95 n/a"``; a metric without a defined mean shows ``n/a``.
+        """
+        metrics = summary.get("metrics", {})
+        return ", ".join(f"{name} {format_metric(stats.get('mean'))}" for name, stats in metrics.items())

@@ -11,11 +11,12 @@ from medseg.data import LoadedCase
 from medseg.errors import MedsegError
 from medseg.inference import Predictor
 from medseg.metrics import confusion_counts, global_confusion_metrics
-from medseg.protocols.base import CaseResult, Protocol, ProtocolContext, resize_bilinear
+from medseg.protocols.base import CaseResult, Protocol, ProtocolContext, format_metric, resize_bilinear
 
 __all__ = ["VMUNetGlobalProtocol"]
 
 GLOBAL_METRICS = ("dsc", "miou", "accuracy", "specificity", "sensitivity", "precision")
+HEADLINE = {"dsc": "DSC", "miou": "mIoU", "accuracy": "Acc", "specificity": "Spe", "sensitivity": "Sen"}
 
 
 class VMUNetGlobalProtocol(Protocol):
@@ -62,3 +63,19 @@ class VMUNetGlobalProtocol(Protocol):
             "metrics": {name: {"value": scores[name]} for name in GLOBAL_METRICS},
             "confusion": totals,
         }
+
+    def headline(self, summary: dict[str, Any]) -> str:
+        """The scores the VM-UNet/ASC-Seg tables report, from the set's confusion matrix.
+
+        Args:
+            summary: the content of ``summary.json``.
+
+        Returns:
+            E.g. ``"DSC 0.8912, mIoU 0.8037, Acc 0.9581, Spe 0.9702, Sen 0.9103 (one confusion matrix over all
+            pixels)"``; an undefined score shows ``n/a``.
+        """
+        metrics = summary.get("metrics", {})
+        scores = ", ".join(
+            f"{label} {format_metric(metrics.get(key, {}).get('value'))}" for key, label in HEADLINE.items()
+        )
+        return f"{scores} (one confusion matrix over all pixels)"

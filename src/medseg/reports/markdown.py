@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["evaluation_report"]
+__all__ = ["evaluation_report", "rank_cases"]
 
 
 def _number(value: Any, digits: int = 4) -> str:
@@ -28,13 +28,41 @@ def _metric_table(metrics: dict[str, dict[str, Any]]) -> list[str]:
     return lines
 
 
-def evaluation_report(summary: dict[str, Any], cases: Sequence[dict[str, Any]], overlays: Sequence[str]) -> str:
+def rank_cases(cases: Sequence[dict[str, Any]], metric: str = "dice") -> list[dict[str, Any]]:
+    """Order cases from worst to best by a per-case metric where higher is better.
+
+    Cases where the metric is undefined (``None`` or NaN, e.g. both masks empty under a clean protocol) come
+    last: nothing was there to find and nothing was predicted.
+
+    Args:
+        cases: per-case records (``cases.json``).
+        metric: the ranking metric.
+
+    Returns:
+        The records, lowest value first (stable for ties).
+    """
+
+    def key(case: dict[str, Any]) -> tuple[bool, float]:
+        value = case.get(metric)
+        undefined = value is None or (isinstance(value, float) and math.isnan(value))
+        return undefined, 0.0 if undefined else float(value)
+
+    return sorted(cases, key=key)
+
+
+def evaluation_report(
+    summary: dict[str, Any],
+    cases: Sequence[dict[str, Any]],
+    overlays: Mapping[str, str],
+    ranking_metric: str = "dice",
+) -> str:
     """Render the evaluation report.
 
     Args:
         summary: the content of ``summary.json``.
         cases: per-case records (``cases.json``).
-        overlays: overlay image paths relative to the report, each named after its case.
+        overlays: case id -> overlay image path relative to the report, for the worst cases.
+        ranking_metric: the per-case metric that ranks the cases (lowest first) in the table of worst cases.
 
     Returns:
         Markdown text.
@@ -72,12 +100,27 @@ def evaluation_report(summary: dict[str, Any], cases: Sequence[dict[str, Any]], 
         for class_name, metrics in per_class.items():
             cells = [f"{_number(metrics[m]['mean'])} ± {_number(metrics[m]['std'])}" for m in metric_names]
             lines.append(f"| {class_name} | " + " | ".join(cells) + " |")
-    ranked = sorted(cases, key=lambda case: -1.0 if case.get("dice") is None else case["dice"])
+    ranked = rank_cases(cases, ranking_metric)
     columns = summary["case_metrics"]
-    lines += ["", "## Lowest Dice", "", "| case | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
-    for case in ranked[:5]:
+    title = "Dice" if ranking_metric == "dice" else ranking_metric
+    lines += [
+        "",
+        f"## Lowest {title}",
+        "",
+        "| case | " + " | ".join(columns) + " |",
+        "|---" * (len(columns) + 1) + "|",
+    ]
+    for case in ranked[: max(5, len(overlays))]:
         lines.append(f"| {case['case_id']} | " + " | ".join(_number(case.get(name)) for name in columns) + " |")
     if overlays:
-        lines += ["", "## Overlays", "", "Prediction in colour, ground-truth outline in white.", ""]
-        lines += [f"![{path}]({path})" for path in overlays]
+        values = {case["case_id"]: case.get(ranking_metric) for case in cases}
+        lines += [
+            "",
+            f"## Overlays of the {len(overlays)} lowest-{title} case{'s' if len(overlays) > 1 else ''}",
+            "",
+            "Prediction in colour, ground-truth outline in white; a volume is shown at its slice with the most "
+            "ground truth.",
+        ]
+        for case_id, path in overlays.items():
+            lines += ["", f"`{case_id}` ({ranking_metric} {_number(values.get(case_id))})", "", f"![{case_id}]({path})"]
     return "\n".join(lines) + "\n"
