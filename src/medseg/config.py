@@ -256,11 +256,13 @@ class TrainConfig(_Section):
         precision: ``32``, ``bf16-mixed``, ``16-mixed`` or ``auto`` (bf16 where the CPU or GPU supports it).
         accelerator: ``auto``, ``cpu`` or ``gpu``.
         devices: number of devices or ``auto``.
-        threads: torch CPU threads (``null`` keeps torch's default).
+        threads: torch CPU threads; ``null`` uses the CPUs this process may use (affinity mask and cgroup quota,
+            or ``OMP_NUM_THREADS`` when set), see :mod:`medseg.runtime`.
         limit_train_batches: at most this many batches per epoch (``null`` = all).
         patience: stop early after this many validations without a better validation Dice (``null`` = never).
         val_every: validate every N epochs.
-        progress_bar: show the progress bar.
+        progress_bar: show a progress bar when stdout and stderr are terminals; otherwise (or with ``false``) one
+            log line per epoch (epoch, losses, validation Dice, seconds).
         task: ``segmentation``, or ``reconstruction`` (ReSeg-UNet stage 1: the model is fed the ground-truth label
             map, class ids as floats repeated to ``data.in_channels``, and trained with 0.6 MSE + 0.4 L1 towards
             ``recon_target``; ``loss`` settings are not used, ``best.ckpt`` is the lowest validation loss).
