@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import sys
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,28 +32,39 @@ if TYPE_CHECKING:
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 
 
-class _LightningChatter(logging.Filter):
-    """Drop Lightning's INFO start-up messages (GPU available, ...) unless ``--verbose`` asked for them."""
+_LIGHTNING_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric")
+_verbose = False
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno >= logging.WARNING or not record.name.startswith("lightning")
+
+def _quiet_lightning() -> None:
+    """Keep Lightning's INFO start-up messages (GPU available, tips ...) out unless ``--verbose`` asked for them.
+
+    Lightning sets its loggers to INFO, with a console handler of its own, when it is imported; the verbs that
+    train call this after importing it.
+    """
+    if not _verbose:
+        for name in _LIGHTNING_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 @app.callback()
 def _setup(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show Lightning's own messages")] = False,
 ) -> None:
-    """Share the CPUs politely, send medseg's progress messages to the console and keep Lightning's chatter out.
+    """Share the CPUs politely and send medseg's progress messages to the console.
 
     Nothing heavy is imported here: ``medseg --help``, ``medseg models`` and ``medseg data check`` never load
     Lightning.
     """
+    global _verbose
     from medseg.runtime import prepare_environment
 
     prepare_environment()  # before anything imports torch: OpenMP reads it once
-    handler = RichHandler(console=errors, show_time=False, show_path=False, show_level=False)
-    if not verbose:
-        handler.addFilter(_LightningChatter())
+    _verbose = verbose
+    if errors.is_terminal:
+        handler: logging.Handler = RichHandler(console=errors, show_time=False, show_path=False, show_level=False)
+    else:  # log files and pipes get whole lines, not lines wrapped at 80 columns
+        handler = logging.StreamHandler(sys.stderr)
     logging.basicConfig(level=logging.WARNING, handlers=[handler], format="%(message)s", force=True)
     logging.getLogger("medseg").setLevel(logging.INFO)
     warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated")  # lightning internals, not actionable
@@ -90,6 +102,8 @@ def train(
         from medseg.config import load_config
         from medseg.evaluation import evaluate_run
         from medseg.recipes import final_stage_config, train_experiment
+
+        _quiet_lightning()
 
         experiment = load_config(config, overrides or [])
         result = train_experiment(experiment)
@@ -277,6 +291,7 @@ def demo(
     with _user_errors():
         from medseg.demo import run_demo
 
+        _quiet_lightning()
         output = run_demo(output_dir, epochs)
     console.print(f"demo test ({output.summary['num_cases']} synthetic images): {output.headline}")
     console.print(f"report: [bold]{output.report}[/]")
