@@ -170,8 +170,8 @@ def test_unexpected_mask_values_are_one_clear_line(tmp_path: Path) -> None:
     root = tmp_path / "ds"
     (root / "images").mkdir(parents=True)
     (root / "masks").mkdir()
-    for index in range(6):
-        Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(root / "images" / f"im{index}.png")
+    for index in range(6):  # distinct images: identical ones would be kept in one split
+        Image.fromarray(np.full((16, 16, 3), index, np.uint8)).save(root / "images" / f"im{index}.png")
         mask = np.zeros((16, 16), np.uint8)
         mask[:4] = 255
         if index == 3:

@@ -25,7 +25,7 @@ def square_mask(size: tuple[int, int], value: int = 255, background: int = 0) ->
     return mask
 
 
-def rgb_image(size: tuple[int, int], seed: int = 0) -> np.ndarray:
+def rgb_image(size: tuple[int, int], seed: int | list[int] = 0) -> np.ndarray:
     """A random RGB uint8 image."""
     return np.random.default_rng(seed).integers(0, 256, (*size, 3), dtype=np.uint8)
 

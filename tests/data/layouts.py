@@ -1,7 +1,8 @@
 """Tiny synthetic datasets written in the exact public layouts of the datasets we cannot ship.
 
 Every writer creates small images (a few pixels) with binary or multi-class masks, named and nested exactly as
-the public release (or the common benchmark layout) does, and returns the dataset root.
+the public release (or the common benchmark layout) does, and returns the dataset root. The images of a layout
+are all different (identical ones are duplicates that seeded splits keep together and ``data check`` lists).
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ def isic_names(start: int, count: int) -> list[str]:
 
 
 def _write_isic_split(root: Path, images: str, masks: str, names: list[str], suffix: str) -> None:
-    for index, name in enumerate(names):
-        write_image(root / images / f"{name}.jpg", rgb_image(SIZE, index))
+    for name in names:
+        write_image(root / images / f"{name}.jpg", rgb_image(SIZE, int(name.removeprefix("ISIC_"))))
         write_image(root / masks / f"{name}{suffix}.png", square_mask(SIZE))
     (root / images / "LICENSE.txt").write_text("CC-BY-NC\n")
     (root / masks / "ATTRIBUTION.txt").write_text("ISIC Archive\n")
@@ -89,10 +90,10 @@ def write_ph2(root: Path, names: tuple[str, ...] = ("IMD002", "IMD003", "IMD009"
 def write_busi_original(root: Path, benign: int = 4, malignant: int = 3, normal: int = 2) -> Path:
     """BUSI release: ``benign/``, ``malignant/``, ``normal/`` with ``_mask.png``; ``benign (2)`` has two lesions
     (``_mask.png`` left half, ``_mask_1.png`` right half)."""
-    for name, count in (("benign", benign), ("malignant", malignant), ("normal", normal)):
+    for seed, (name, count) in enumerate((("benign", benign), ("malignant", malignant), ("normal", normal))):
         for number in range(1, count + 1):
             case = f"{name} ({number})"
-            write_image(root / name / f"{case}.png", rgb_image(SIZE, number))
+            write_image(root / name / f"{case}.png", rgb_image(SIZE, [seed, number]))
             empty = np.zeros(SIZE, np.uint8)
             write_image(root / name / f"{case}_mask.png", empty if name == "normal" else square_mask(SIZE))
     left, right = np.zeros(SIZE, np.uint8), np.zeros(SIZE, np.uint8)
@@ -155,7 +156,7 @@ def write_monuseg_uct(root: Path, counts: tuple[int, int, int] = (3, 2, 2)) -> P
     for folder, count in zip(("Train_Folder", "Val_Folder", "Test_Folder"), counts, strict=True):
         ext = ".tif" if folder == "Test_Folder" else ".png"
         for index, name in enumerate(tcga_names(count, first)):
-            write_image(root / folder / "img" / f"{name}{ext}", rgb_image(SIZE, index))
+            write_image(root / folder / "img" / f"{name}{ext}", rgb_image(SIZE, first + index))
             write_image(root / folder / "labelcol" / f"{name}.png", square_mask(SIZE))
         first += count
     return root
@@ -186,7 +187,7 @@ def write_monuseg_original(root: Path, train: int = 4, test: int = 2) -> Path:
         (training / "Annotations").mkdir(parents=True, exist_ok=True)
         (training / "Annotations" / f"{name}.xml").write_text(aperio_xml())
     for index, name in enumerate(tcga_names(test, first=train)):
-        write_image(root / "MoNuSegTestData" / f"{name}.tif", rgb_image(SIZE, index))
+        write_image(root / "MoNuSegTestData" / f"{name}.tif", rgb_image(SIZE, train + index))
         (root / "MoNuSegTestData" / f"{name}.xml").write_text(aperio_xml())
     return root
 

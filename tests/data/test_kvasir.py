@@ -36,8 +36,8 @@ def test_real_kvasir_cases_split_and_masks(kvasir_root: Path) -> None:
 
 
 def write_kvasir(root: Path, names: list[str]) -> None:
-    for name in names:
-        write_image(root / "images" / f"{name}.jpg", square_mask((8, 8), 200, 20))
+    for index, name in enumerate(names):  # distinct images: identical ones would be kept in one split
+        write_image(root / "images" / f"{name}.jpg", square_mask((8, 8), 200, 20 + index))
         write_image(root / "masks" / f"{name}.jpg", square_mask((8, 8)))
 
 

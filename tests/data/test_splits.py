@@ -52,8 +52,8 @@ def test_small_fractions_hold_out_at_least_one_case(tmp_path: Path) -> None:
 
 def write_kvasir_like(root: Path, train: int, val: int) -> Path:
     names = [f"c{index:03d}" for index in range(train + val)]
-    for name in names:
-        write_image(root / "images" / f"{name}.jpg", square_mask((8, 8), 200, 20))
+    for index, name in enumerate(names):  # distinct images: identical ones would be kept in one split
+        write_image(root / "images" / f"{name}.jpg", square_mask((8, 8), 200, 20 + index))
         write_image(root / "masks" / f"{name}.jpg", square_mask((8, 8)))
     (root / "splits").mkdir()
     (root / "splits" / "train.txt").write_text("\n".join(names[:train]) + "\n")

@@ -11,7 +11,7 @@ from typing import Any
 from medseg.config import ConfigError, DataConfig
 from medseg.data.detect import detect_format
 from medseg.data.errors import DataError
-from medseg.data.files import format_names
+from medseg.data.files import duplicate_groups, format_names
 from medseg.data.readers import CaseCheck, DatasetReader
 from medseg.data.registry import AUTO, READERS
 from medseg.data.splits import SPLIT_NAMES, check_patients
@@ -66,7 +66,11 @@ class DatasetCheck:
         height_range: smallest and largest image height, ``None`` when no image was readable.
         width_range: smallest and largest image width.
         label_values: every raw mask value found (after the dataset's binarisation).
+        duplicates: groups of cases whose images have identical pixels (:meth:`DatasetReader.duplicate_groups`),
+            ``None`` when the reader hashes no image (volumes).
         problems: every problem found, each naming its file.
+        warnings: things worth knowing that do not make the dataset unusable (duplicates in different splits
+            of the official split, which training keeps as published).
         seconds: how long the check took.
     """
 
@@ -81,7 +85,9 @@ class DatasetCheck:
     height_range: tuple[int, int] | None = None
     width_range: tuple[int, int] | None = None
     label_values: list[int] = field(default_factory=list)
+    duplicates: list[list[str]] | None = None
     problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
@@ -108,9 +114,12 @@ class DatasetCheck:
             lines.append(f"  image size    height {h_min}..{h_max}, width {w_min}..{w_max}")
         if self.label_values:
             lines.append(f"  label values  {format_names(self.label_values, limit=20)}")
-        lines.append(f"  problems      {len(self.problems) or 'none'}")
-        for problem in self.problems:
-            lines.append("    - " + problem.replace("\n", "\n      "))
+        if self.num_classes is not None:
+            lines.append(f"  duplicates    {_describe_duplicates(self.duplicates)}")
+        for title, items in (("problems", self.problems), ("warnings", self.warnings)):
+            if items or title == "problems":
+                lines.append(f"  {title:<13} {len(items) or 'none'}")
+            lines += ["    - " + item.replace("\n", "\n      ") for item in items]
         verdict = "OK" if self.ok else f"NOT OK: {len(self.problems)} problem(s)"
         lines.append(f"{verdict} ({self.seconds:.1f} s)")
         return "\n".join(lines)
@@ -134,9 +143,38 @@ class DatasetCheck:
             "height_range": list(self.height_range) if self.height_range else None,
             "width_range": list(self.width_range) if self.width_range else None,
             "label_values": self.label_values,
+            "duplicates": self.duplicates,
             "problems": self.problems,
+            "warnings": self.warnings,
             "seconds": round(self.seconds, 3),
         }
+
+
+def _describe_duplicates(groups: list[list[str]] | None) -> str:
+    """E.g. ``1 pair of identical images: benign (433) = malignant (145)``."""
+    if groups is None:
+        return "not checked (only 2D image files are compared)"
+    if not groups:
+        return "none"
+    pairs = all(len(group) == 2 for group in groups)
+    what = f"{len(groups)} {'pair' if pairs else 'group'}{'s' if len(groups) > 1 else ''} of identical images"
+    if not pairs:
+        what += f" ({sum(len(group) for group in groups)} images)"
+    return f"{what}: {format_names(' = '.join(group) for group in groups)}"
+
+
+def _straddling(groups: list[list[str]], split: dict[str, list[str]]) -> str | None:
+    """A warning naming the duplicate groups that an official split puts in different splits, if any."""
+    split_of = {case: name for name, ids in split.items() for case in ids}
+    straddling = [group for group in groups if len({split_of.get(case) for case in group}) > 1]
+    if not straddling:
+        return None
+    named = [" = ".join(f"{case} ({split_of.get(case, 'none')})" for case in group) for group in straddling]
+    listed = format_names(named)
+    return (
+        f"the official split puts {len(straddling)} group(s) of identical images in different splits (used as "
+        f"published; seeded splits keep duplicates together): {listed}"
+    )
 
 
 def _count(reader: DatasetReader, ids: list[str], checks: dict[str, CaseCheck]) -> SplitCount:
@@ -186,6 +224,8 @@ def _fill(report: DatasetCheck, data_cfg: DataConfig | None) -> None:
         report.height_range, report.width_range = (min(heights), max(heights)), (min(widths), max(widths))
     report.label_values = sorted(set().union(*(check.label_values for check in checks.values())))
     report.problems += [problem for check in checks.values() for problem in check.problems]
+    hashes = {case: check.image_hash for case, check in checks.items() if check.image_hash is not None}
+    report.duplicates = duplicate_groups(hashes) if hashes else None
     try:
         official = reader.official_split()
     except DataError as error:
@@ -196,6 +236,8 @@ def _fill(report: DatasetCheck, data_cfg: DataConfig | None) -> None:
         groups = {"all": reader.case_ids()}
     else:
         report.problems += _split_problems(reader, official)
+        warning = _straddling(report.duplicates or [], official)
+        report.warnings += [warning] if warning else []
         order = {name: index for index, name in enumerate(SPLIT_NAMES)}
         groups = dict(sorted(official.items(), key=lambda item: order.get(item[0], len(order))))
     report.splits = {name: _count(reader, ids, checks) for name, ids in groups.items()}
@@ -205,9 +247,13 @@ def _fill(report: DatasetCheck, data_cfg: DataConfig | None) -> None:
 def check_dataset(path: Path, format: str = AUTO, data_cfg: DataConfig | None = None) -> DatasetCheck:
     """Check a dataset folder: its format, split counts, image sizes, mask values and every problem.
 
-    Unlike training, which stops at the first bad file, the check reads every image completely and every mask,
-    and collects all problems: missing masks, unreadable (e.g. truncated) files, image/mask size mismatches,
-    unexpected mask values, split files naming unknown cases, patients in two splits.
+    Unlike training, which stops at the first bad file, the check reads every image completely, with the decoder
+    training uses (:func:`medseg.data.files.read_image`), and every mask, and collects all problems: missing
+    masks, unreadable (e.g. truncated) files, unsupported pixel formats, NaN or infinite pixels, image/mask size
+    mismatches, unexpected mask values, split files naming unknown cases, patients in two splits. It also lists
+    the images with identical pixels (:attr:`DatasetCheck.duplicates`, 2D image datasets only): seeded splits
+    keep each such group in one split; duplicates that an official split puts in different splits are a
+    warning, not a problem, since training uses the official split as published.
 
     Args:
         path: the dataset folder.

@@ -13,6 +13,7 @@ Any other value is a :class:`DataError` naming the file and the unexpected value
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -24,22 +25,27 @@ from medseg.data.errors import DataError
 
 __all__ = [
     "IMAGE_SUFFIXES",
+    "check_image",
     "check_label_map",
+    "duplicate_groups",
     "format_names",
     "list_image_files",
     "mask_classes",
     "mask_values",
+    "pixel_hash",
     "read_image",
-    "read_image_size",
     "read_mask",
     "to_class_indices",
-    "verify_image",
 ]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 _GREY_MODES = {"1", "L", "LA", "La"}
-_COLOUR_MODES = {"P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr"}
+_COLOUR_MODES = {"P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"}
+_GREY16_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
+_MAX_16 = 2**16 - 1
+_SCALE_16 = 257.0  # 65535 / 255: 16-bit values onto the 0..255 scale of 8-bit images
+_VALUE_CHECKED_MODES = {"I", "F"}  # read_image refuses some of their values: check_image decodes them
 _MASK_MODES = {"1", "L", "LA", "La", "P", "PA", "I", "I;16", "I;16B", "I;16L", "RGB", "RGBA", "RGBX"}
 
 
@@ -95,8 +101,50 @@ def _open(path: Path, what: str) -> Image.Image:
     return image
 
 
-def read_image_size(path: Path) -> tuple[int, int]:
-    """Read an image's size from its header, without decoding the pixels.
+def _image_kind(image: Image.Image, path: Path) -> str:
+    """How :func:`read_image` reads an image of this pixel format: ``grey``, ``colour``, ``grey16`` or ``float``."""
+    if image.mode in _GREY_MODES:
+        return "grey"
+    if image.mode in _COLOUR_MODES:
+        return "colour"
+    if image.mode in _GREY16_MODES:
+        return "grey16"
+    if image.mode == "F":
+        return "float"
+    raise DataError(
+        f"image {path} has unsupported pixel format {image.mode!r}; use grey (8 or 16 bit), palette, RGB(A) or "
+        "float images"
+    )
+
+
+def _decode(image: Image.Image, path: Path) -> np.ndarray:
+    """The pixels of an opened image as :func:`read_image` returns them (its rules are in its docstring)."""
+    kind = _image_kind(image, path)
+    if kind == "grey":
+        return np.array((image.convert("LA") if image.mode == "La" else image).convert("L"))[..., None]
+    if kind == "colour":
+        return np.array(image.convert("RGB"))
+    values = np.asarray(image)
+    if kind == "grey16":
+        low, high = (int(values.min()), int(values.max())) if values.size else (0, 0)
+        if low < 0 or high > _MAX_16:
+            raise DataError(
+                f"image {path} is a 32-bit integer image with values {low}..{high}; only 0..{_MAX_16} "
+                "(16-bit) integer images are supported"
+            )
+        return (values.astype(np.float32) / _SCALE_16)[..., None]
+    bad = int(np.count_nonzero(~np.isfinite(values)))
+    if bad:
+        raise DataError(f"image {path} has {bad} pixel(s) that are NaN or infinite")
+    return values.astype(np.float32)[..., None]
+
+
+def check_image(path: Path) -> tuple[int, int]:
+    """The cheap part of :func:`read_image`'s validation, run on every case before training starts.
+
+    Reads the header and refuses what :func:`read_image` refuses by pixel format; images whose values
+    :func:`read_image` checks (float, 32-bit integer) are decoded and checked in full. Other images are not
+    decoded, so only :func:`read_image` finds truncated pixel data.
 
     Args:
         path: image file.
@@ -105,61 +153,88 @@ def read_image_size(path: Path) -> tuple[int, int]:
         ``(height, width)``.
 
     Raises:
-        DataError: a file that is not a readable image.
+        DataError: a file that is not a readable image, an unsupported pixel format, or bad values.
     """
     try:
         with Image.open(path) as image:
             width, height = image.size
+            _image_kind(image, path)
+            values_checked = image.mode in _VALUE_CHECKED_MODES
+    except DataError:
+        raise
     except Exception as error:  # Pillow raises many types for damaged files; all mean "unreadable"
         raise DataError(f"cannot read image {path}: {error}") from None
-    return height, width
-
-
-def verify_image(path: Path) -> tuple[int, int]:
-    """Decode an image completely (without converting it), so truncated or corrupt files are found.
-
-    JPEG files are decoded at reduced scale: the whole stream is still read, in a fraction of the time.
-
-    Args:
-        path: image file.
-
-    Returns:
-        ``(height, width)`` at full size.
-
-    Raises:
-        DataError: a file that is not a readable image.
-    """
-    try:
-        with Image.open(path) as image:
-            width, height = image.size
-            if image.format == "JPEG":
-                image.draft(image.mode, (max(1, width // 8), max(1, height // 8)))
-            image.load()
-    except Exception as error:  # Pillow raises many types for damaged files; all mean "unreadable"
-        raise DataError(f"cannot read image {path}: {error}") from None
+    if values_checked:
+        read_image(path)
     return height, width
 
 
 def read_image(path: Path) -> np.ndarray:
-    """Read an 8-bit grey, palette or colour image.
+    """Read a 2D image as an array; the one decoder of training, inference and ``medseg data check``.
+
+    Pixel formats (Pillow modes):
+
+    * 8-bit grey (``L``; ``1`` as 0/255; ``LA`` without its alpha): ``(H, W, 1)`` uint8.
+    * 8-bit colour and palette (``RGB``, ``RGBA``, ``P``, ``PA``, ``CMYK``, ``YCbCr``, ``LAB``, ``HSV``, ...):
+      ``(H, W, 3)`` uint8 RGB (palette colours looked up, alpha dropped). 16-bit colour files are reduced to
+      8 bits per channel by Pillow itself (their high byte) and arrive here as ``RGB``.
+    * 16-bit grey (``I;16``, ``I;16L``, ``I;16B``, ``I;16N``, and ``I`` with values in 0..65535):
+      ``(H, W, 1)`` float32 divided by 257, so 0..65535 becomes 0..255, the scale of 8-bit images (an 8-bit
+      value ``v`` stored as 16-bit ``257 * v`` reads as exactly ``v``). ``I`` values outside 0..65535 are an
+      error.
+    * Float (``F``): ``(H, W, 1)`` float32, the stored values unchanged (normalise them with
+      ``data.transforms.normalize: none`` or ``minmax`` unless they are on the 0..255 scale); a NaN or
+      infinite pixel is an error.
+    * Anything else is an error.
 
     Args:
         path: image file.
 
     Returns:
-        ``(H, W, 3)`` uint8 for colour and palette images, ``(H, W, 1)`` uint8 for grey ones.
+        ``(H, W, 3)`` or ``(H, W, 1)``: uint8 for 8-bit images, float32 for 16-bit and float ones.
 
     Raises:
-        DataError: unreadable file or unsupported pixel format (e.g. 16-bit).
+        DataError: one line naming the file: unreadable, unsupported pixel format, or bad values.
     """
     with _open(path, "image") as image:
-        if image.mode in _GREY_MODES:
-            return np.array(image.convert("L"))[..., None]
-        if image.mode in _COLOUR_MODES:
-            return np.array(image.convert("RGB"))
-        raise DataError(
-            f"image {path} has unsupported pixel format {image.mode!r}; use 8-bit grey, palette or RGB(A) images"
-        )
+        return _decode(image, path)
+
+
+def pixel_hash(image: np.ndarray) -> str:
+    """A fingerprint of decoded pixels, equal for images with identical pixels.
+
+    A colour image whose three channels are equal is hashed as the grey image it is, so a grey picture counts
+    as the same whether it is stored as grey or as RGB.
+
+    Args:
+        image: ``(H, W, C)`` array from :func:`read_image`.
+
+    Returns:
+        The SHA-1 hex digest of dtype, shape and pixel bytes.
+    """
+    if image.ndim == 3 and image.shape[2] == 3:
+        first = image[..., 0]
+        if np.array_equal(image[..., 1], first) and np.array_equal(image[..., 2], first):
+            image = first[..., None]
+    image = np.ascontiguousarray(image)
+    digest = hashlib.sha1(f"{image.dtype.str} {image.shape}".encode(), usedforsecurity=False)
+    digest.update(image.data)
+    return digest.hexdigest()
+
+
+def duplicate_groups(hashes: Mapping[str, str]) -> list[list[str]]:
+    """Group case ids whose images have the same :func:`pixel_hash`.
+
+    Args:
+        hashes: case id -> pixel hash.
+
+    Returns:
+        The groups of two or more ids, ids sorted within a group, groups sorted by their first id.
+    """
+    by_hash: dict[str, list[str]] = {}
+    for case, digest in hashes.items():
+        by_hash.setdefault(digest, []).append(case)
+    return sorted(sorted(ids) for ids in by_hash.values() if len(ids) > 1)
 
 
 def read_mask(path: Path, threshold: int | None = None) -> np.ndarray:

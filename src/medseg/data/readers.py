@@ -21,15 +21,16 @@ import numpy as np
 from medseg.config import DataConfig
 from medseg.data.errors import DataError
 from medseg.data.files import (
+    check_image,
     check_label_map,
+    duplicate_groups,
     format_names,
     mask_classes,
     mask_values,
+    pixel_hash,
     read_image,
-    read_image_size,
     read_mask,
     to_class_indices,
-    verify_image,
 )
 
 __all__ = [
@@ -66,7 +67,8 @@ class LoadedCase:
 
     Attributes:
         case_id: unique id within the dataset.
-        image: ``(H, W, C)``, channel-last, native size: uint8 for 2D image datasets, float32 (the stored
+        image: ``(H, W, C)``, channel-last, native size: as :func:`medseg.data.files.read_image` gives it for
+            2D image datasets (uint8 for 8-bit files, float32 for 16-bit and float ones), float32 (the stored
             intensities, e.g. in [0, 1] for ACDC and Synapse) for slices of volumetric datasets.
         mask: ``(H, W)`` int64 class indices after label mapping.
         image_path: image file, ``None`` for generated data.
@@ -105,6 +107,8 @@ class CaseCheck:
         slices: 2D slices it holds (1 for a 2D case, 0 when unreadable).
         label_values: the distinct raw mask values (after the dataset's binarisation, before label mapping).
         problems: every problem found, each naming the file.
+        image_hash: :func:`medseg.data.files.pixel_hash` of its image (see :meth:`DatasetReader.image_hash`),
+            ``None`` when not hashed or unreadable.
     """
 
     case_id: str
@@ -112,6 +116,7 @@ class CaseCheck:
     slices: int = 1
     label_values: set[int] = field(default_factory=set)
     problems: list[str] = field(default_factory=list)
+    image_hash: str | None = None
 
 
 class DatasetReader(ABC):
@@ -257,6 +262,32 @@ class DatasetReader(ABC):
             The case id itself for datasets without known patients.
         """
         return case_id
+
+    def image_hash(self, case_id: str) -> str | None:
+        """A fingerprint of a case's decoded image (:func:`medseg.data.files.pixel_hash`), to find duplicates.
+
+        Args:
+            case_id: id from :meth:`list_cases`.
+
+        Returns:
+            ``None`` here: duplicates are looked for among 2D image files only (:class:`FileDatasetReader`),
+            not among volumes or generated data.
+        """
+        del case_id  # not hashed
+        return None
+
+    def duplicate_groups(self, case_ids: list[str]) -> list[list[str]]:
+        """The cases with identical image pixels (equal :meth:`image_hash`); seeded splits keep each together.
+
+        Args:
+            case_ids: ids from :meth:`list_cases`.
+
+        Returns:
+            Groups of two or more ids (see :func:`medseg.data.files.duplicate_groups`); empty when the reader
+            hashes no image.
+        """
+        hashes = {case: digest for case in case_ids if (digest := self.image_hash(case)) is not None}
+        return duplicate_groups(hashes)
 
     def subsets(self) -> dict[str, list[str]]:
         """Named subsets of the official split worth evaluating separately (e.g. GlaS ``testA``/``testB``).
@@ -431,7 +462,10 @@ class FileDatasetReader(RecordTableReader):
         return to_class_indices(raw, record.mask_path, self.data_cfg.num_classes, self.data_cfg.label_map)
 
     def validate(self, case_ids: list[str]) -> None:
-        """Read every mask and image header: mask values, image/mask sizes and readable files.
+        """Check every mask and image before training: readable files, image formats, sizes and mask values.
+
+        Images go through :func:`medseg.data.files.check_image` (the cheap part of the checks of
+        :func:`medseg.data.files.read_image`, which ``medseg data check`` runs in full).
 
         Args:
             case_ids: ids from :meth:`list_cases`.
@@ -442,23 +476,61 @@ class FileDatasetReader(RecordTableReader):
         for case_id in case_ids:
             record = self.record(case_id)
             assert record.image_path is not None
-            self._mask(record, read_image_size(record.image_path))
+            self._mask(record, check_image(record.image_path))
 
-    def check_case(self, case_id: str) -> CaseCheck:
-        """Decode the image completely, read the mask, and report every problem of the pair.
+    def image_hash(self, case_id: str) -> str | None:
+        """The :func:`medseg.data.files.pixel_hash` of the case's image, read as training reads it.
 
         Args:
             case_id: id from :meth:`list_cases`.
 
         Returns:
-            The image size, the raw mask values and the problems (unreadable files, size mismatch,
-            unexpected mask values). A missing mask is reported when the cases are listed, not here.
+            The hash.
+
+        Raises:
+            DataError: an image :func:`medseg.data.files.read_image` refuses.
+        """
+        record = self.record(case_id)
+        assert record.image_path is not None
+        return pixel_hash(read_image(record.image_path))
+
+    def duplicate_groups(self, case_ids: list[str]) -> list[list[str]]:
+        """The cases with identical image pixels; only images sharing their size with another are decoded.
+
+        Args:
+            case_ids: ids from :meth:`list_cases`.
+
+        Returns:
+            Groups of two or more ids, as :meth:`DatasetReader.duplicate_groups`.
+        """
+        by_size: dict[tuple[int, int], list[str]] = {}
+        for case in case_ids:
+            path = self.record(case).image_path
+            assert path is not None
+            by_size.setdefault(check_image(path), []).append(case)
+        return super().duplicate_groups([case for ids in by_size.values() if len(ids) > 1 for case in ids])
+
+    def check_case(self, case_id: str) -> CaseCheck:
+        """Read the image and mask as training does, and report every problem of the pair.
+
+        The image is decoded by :func:`medseg.data.files.read_image`, the decoder of :meth:`load`, so anything
+        training would refuse is reported here.
+
+        Args:
+            case_id: id from :meth:`list_cases`.
+
+        Returns:
+            The image size and hash, the raw mask values and the problems (unreadable files, unsupported pixel
+            formats, NaN pixels, size mismatch, unexpected mask values). A missing mask is reported when the
+            cases are listed, not here.
         """
         record = self.record(case_id)
         check = CaseCheck(case_id)
         assert record.image_path is not None
         try:
-            check.size = verify_image(record.image_path)
+            image = read_image(record.image_path)
+            check.size = (int(image.shape[0]), int(image.shape[1]))
+            check.image_hash = pixel_hash(image)
         except DataError as error:
             check.problems.append(str(error))
             check.slices = 0
@@ -482,7 +554,7 @@ class FileDatasetReader(RecordTableReader):
             case_id: id from :meth:`list_cases`.
 
         Returns:
-            The image ``(H, W, C)`` uint8 and mask ``(H, W)`` int64.
+            The image ``(H, W, C)`` (:func:`medseg.data.files.read_image`) and mask ``(H, W)`` int64.
 
         Raises:
             DataError: unreadable files, a missing mask, image/mask size mismatch or unexpected mask values.

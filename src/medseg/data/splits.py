@@ -11,9 +11,14 @@ Rules of :func:`make_splits`, in order:
 
 Seeded shares are drawn by patient (:meth:`DatasetReader.patient_of`; each case is its own patient unless the
 reader knows better, e.g. ACDC, Synapse, MoNuSeg), so the fractions count patients and a patient's cases
-always stay together. A positive fraction always holds out at least one patient. Whatever the source, the
-final splits must be disjoint in cases and in patients. ``data.limit`` then keeps a seeded random ``limit`` of
-each split. Ids within a split are sorted; volumes stay volume ids (the torch datasets expand them to slices).
+always stay together. Exact duplicate images (:meth:`DatasetReader.duplicate_groups`: identical decoded
+pixels, e.g. BUSI's ``benign (433)`` and ``malignant (145)``) join their patients into one group, so duplicates
+never straddle seeded splits; the images are hashed only when a seeded share is drawn, and only among the cases
+it is drawn from. Official splits and split files are used as published (``medseg data check`` warns about
+duplicates that an official split puts in different splits). A positive fraction always holds out at least
+one group. Whatever the source, the final splits must be disjoint in cases and in patients. ``data.limit``
+then keeps a seeded random ``limit`` of each split. Ids within a split are sorted; volumes stay volume ids (the
+torch datasets expand them to slices).
 """
 
 from __future__ import annotations
@@ -46,12 +51,24 @@ def _shuffled(ids: list[str], seed: int | list[int]) -> list[str]:
     return [ids[i] for i in order]
 
 
-def _by_patient(ids: list[str], reader: DatasetReader) -> dict[str, list[str]]:
-    """Case ids grouped by patient, patients sorted."""
+def _by_patient(ids: list[str], reader: DatasetReader, duplicates: bool) -> dict[str, list[str]]:
+    """Case ids grouped by patient, groups sorted by name.
+
+    With ``duplicates``, patients with identical images form one group, named after its first patient, so a
+    dataset without duplicates gives exactly its patients.
+    """
     groups: dict[str, list[str]] = {}
     for case in sorted(ids):
         groups.setdefault(reader.patient_of(case), []).append(case)
-    return dict(sorted(groups.items()))
+    group_of = {patient: patient for patient in groups}
+    for same in reader.duplicate_groups(sorted(ids)) if duplicates else []:
+        names = sorted({group_of[reader.patient_of(case)] for case in same})
+        for name in names[1:]:
+            moved = groups.pop(name)
+            groups[names[0]] += moved
+            for case in moved:
+                group_of[reader.patient_of(case)] = names[0]
+    return {name: sorted(cases) for name, cases in sorted(groups.items())}
 
 
 def _cases(groups: dict[str, list[str]], patients: list[str]) -> list[str]:
@@ -95,7 +112,7 @@ def _from_official(official: dict[str, list[str]], reader: DatasetReader, data_c
     where = f"the official split of the {reader.name} dataset"
     if "train" not in official or not set(official) <= set(SPLIT_NAMES):
         raise DataError(f"{where} has splits {sorted(official)}; expected train and optionally val, test")
-    groups = _by_patient(official["train"], reader)
+    groups = _by_patient(official["train"], reader, duplicates=not {"val", "test"} <= set(official))
     train = _shuffled(list(groups), data_cfg.split_seed)
     total = len(train)
     splits = {"train": train}
@@ -114,12 +131,12 @@ def _from_official(official: dict[str, list[str]], reader: DatasetReader, data_c
 
 def _random_split(reader: DatasetReader, data_cfg: DataConfig) -> dict[str, list[str]]:
     """Seeded split of all patients by ``val_fraction`` and ``test_fraction``."""
-    groups = _by_patient(reader.case_ids(), reader)
+    groups = _by_patient(reader.case_ids(), reader, duplicates=True)
     shuffled = _shuffled(list(groups), data_cfg.split_seed)
     total = len(shuffled)
     n_test, n_val = _share(total, data_cfg.test_fraction), _share(total, data_cfg.val_fraction)
     if n_test + n_val >= total:
-        what = "case(s)" if total == len(reader.case_ids()) else "patient(s)"
+        what = "case(s)" if total == len(reader.case_ids()) else "group(s) of cases (patients, duplicate images)"
         raise DataError(
             f"{total} {what} are too few for data.val_fraction={data_cfg.val_fraction} and "
             f"data.test_fraction={data_cfg.test_fraction}: no training cases would be left"
