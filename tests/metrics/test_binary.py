@@ -193,7 +193,7 @@ def test_hand_computed_values() -> None:
 
 
 def test_assd_pools_both_directions() -> None:
-    """ASSD weights every border pixel equally (pooled mean, as MedPy 0.5); HD95 interpolates linearly."""
+    """ASSD weights every border pixel equally (pooled mean, as MedPy >= 0.5.2); HD95 interpolates linearly."""
     pred = pixel((1, 10), 0, 0)
     # A one-row object is all border: d(pred -> gt) = [3] and d(gt -> pred) = [3, 4, 5].
     gt = box((1, 10), slice(0, 1), slice(3, 6))
