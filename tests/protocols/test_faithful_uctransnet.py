@@ -5,14 +5,18 @@ The reference is ``cv2.resize`` itself (a test-only dependency); the hand-comput
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from medseg.data import LoadedCase
+from medseg.config import DataConfig
+from medseg.data import LoadedCase, build_reader
 from medseg.metrics import uctransnet_case_metrics
 from medseg.protocols import get_protocol
 from medseg.protocols.eightbit import resize_linear_u8, stored_mask_u8
 from tests.protocols.test_protocols import context, oracle_predictor
+from tests.realdata import real_dataset
 
 try:
     import cv2
@@ -105,3 +109,14 @@ def test_protocol_matches_the_official_loader() -> None:
     result = protocol.evaluate_case(oracle_predictor(2, 32), case)
     np.testing.assert_array_equal(result.prediction, (image > 0).astype(np.int64))
     assert result.metrics == pytest.approx(uctransnet_case_metrics(image > 0, mask))
+
+
+@needs_cv2
+@pytest.mark.realdata
+@pytest.mark.parametrize(("folder", "dataset", "size"), [("glas", "glas", 224), ("kvasir-seg", "kvasir", 256)])
+def test_bit_exact_on_real_images(data_root: Path, folder: str, dataset: str, size: int) -> None:
+    reader = build_reader(DataConfig(dataset=dataset, root=str(real_dataset(data_root, folder))))
+    for record in reader.list_cases()[:3]:
+        case = reader.load(record.case_id)
+        for array in (case.image, stored_mask_u8(case.mask)):
+            np.testing.assert_array_equal(resize_linear_u8(array, (size, size)), cv2_resize(array, (size, size)))
