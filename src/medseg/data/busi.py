@@ -8,7 +8,8 @@ merged).
 
 Both give the "BUSI 647" benign + malignant set: the 133 ``normal`` images (empty masks) are left out, as the
 papers do. Masks are 0/255. There is no official split. Known issue: ``benign (433)`` and ``malignant (145)``
-are the same image.
+are the same image; seeded splits keep such exact duplicates in one split, and ``medseg data check`` lists them
+(:meth:`medseg.data.readers.DatasetReader.duplicate_groups`).
 """
 
 from __future__ import annotations

@@ -22,7 +22,8 @@ class SegmentationDataset(Dataset):
 
     The ids are 2D cases: case ids of 2D datasets and slice files, or slice ids ``<volume>:<index>`` of
     volumes (see :func:`build_datasets`). On creation every case is checked with
-    :meth:`DatasetReader.validate` (mask values, image/mask sizes), so bad files fail before training starts.
+    :meth:`DatasetReader.validate` (mask values, image/mask sizes, image formats, NaN pixels), so bad files fail
+    before training starts; ``medseg data check`` runs the same reader code on every file.
     Random transforms are seeded from ``torch.initial_seed()`` on first use in each process, so every
     DataLoader worker draws its own augmentations and a seeded run is reproducible.
 
