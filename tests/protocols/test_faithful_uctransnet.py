@@ -9,8 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
-from medseg.config import DataConfig
+from medseg.config import DataConfig, load_config
 from medseg.data import LoadedCase, build_reader
 from medseg.metrics import uctransnet_case_metrics
 from medseg.protocols import get_protocol
@@ -120,3 +121,28 @@ def test_bit_exact_on_real_images(data_root: Path, folder: str, dataset: str, si
         case = reader.load(record.case_id)
         for array in (case.image, stored_mask_u8(case.mask)):
             np.testing.assert_array_equal(resize_linear_u8(array, (size, size)), cv2_resize(array, (size, size)))
+
+
+@needs_cv2
+@pytest.mark.parametrize("stored", ["0/1", "instances", "0/255"])
+def test_protocol_reads_the_stored_mask_values(tmp_path: Path, stored: str) -> None:
+    """0/1 and instance-label masks are resized as stored, so `> 0` keeps a pixel only at about half coverage."""
+    rng = np.random.default_rng(3)
+    labels = np.zeros((37, 41), np.uint8)
+    labels[5:20, 7:19] = 1
+    labels[22:33, 20:37] = 2
+    values = {"0/1": labels > 0, "instances": labels, "0/255": (labels > 0) * 255}[stored].astype(np.uint8)
+    for folder in ("images", "masks"):
+        (tmp_path / folder).mkdir()
+    Image.fromarray(rng.integers(0, 256, (37, 41, 3), dtype=np.uint8)).save(tmp_path / "images" / "a.png")
+    Image.fromarray(values).save(tmp_path / "masks" / "a.png")
+    label_map = {"0/1": "{0: 0, 1: 1}", "instances": "{0: 0, 1: 1, 2: 1}", "0/255": "{0: 0, 255: 1}"}[stored]
+    settings = ["data.dataset=image_folder", f"data.root={tmp_path}", f"data.label_map={label_map}"]
+    config = load_config(None, [*settings, "data.in_channels=1"])
+    case = build_reader(config.data).load("a")
+    assert case.mask_path == tmp_path / "masks" / "a.png"
+    official = cv2.resize(cv2.imread(str(case.mask_path), cv2.IMREAD_GRAYSCALE), (16, 16)) > 0  # Load_Dataset.py
+    result = get_protocol("uctransnet_2d", context(2, 16)).evaluate_case(oracle_predictor(2, 16), case)
+    assert result.metrics == pytest.approx(uctransnet_case_metrics(result.prediction > 0, official), abs=1e-12)
+    if stored != "0/255":  # a stored 0/1 mask keeps fewer border pixels than its 0/255 image would
+        assert official.sum() < (resize_linear_u8(stored_mask_u8(case.mask), (16, 16)) > 0).sum()

@@ -84,6 +84,10 @@ class BUSIReader(ImageFolderReader):
             records += self._pair_files(images, masks, folder, folder, "named <image stem>_mask.png")
         return records
 
+    def _mask_file(self, record: CaseRecord) -> Path | None:
+        """The mask file, unless extra masks are merged into it."""
+        return None if self._extra_masks.get(record.case_id) else record.mask_path
+
     def _raw_mask(self, record: CaseRecord, image_size: tuple[int, int] | None) -> np.ndarray:
         """The union (element-wise maximum) of the case's mask and its extra masks."""
         raw = super()._raw_mask(record, image_size)

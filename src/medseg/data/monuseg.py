@@ -126,6 +126,11 @@ class MoNuSegReader(PairedFoldersReader):
         match = re.match(r"TCGA-[^-]+-[^-]+", case_id)
         return match.group(0) if match else case_id
 
+    def _mask_file(self, record: CaseRecord) -> Path | None:
+        """The mask image (``None`` for XML annotations, which are drawn)."""
+        assert record.mask_path is not None
+        return None if record.mask_path.suffix.lower() == ".xml" else record.mask_path
+
     def _raw_mask(self, record: CaseRecord, image_size: tuple[int, int] | None) -> np.ndarray:
         """Read a mask file, or draw the outlines of an XML annotation at the image's size."""
         assert record.mask_path is not None

@@ -72,12 +72,15 @@ class LoadedCase:
             intensities, e.g. in [0, 1] for ACDC and Synapse) for slices of volumetric datasets.
         mask: ``(H, W)`` int64 class indices after label mapping.
         image_path: image file, ``None`` for generated data.
+        mask_path: the mask file the mask was read from as it is (protocols that reproduce a loader reading the
+            stored values use it), ``None`` for generated masks and masks drawn or merged from several files.
     """
 
     case_id: str
     image: np.ndarray
     mask: np.ndarray
     image_path: Path | None = None
+    mask_path: Path | None = None
 
 
 @dataclass
@@ -563,4 +566,10 @@ class FileDatasetReader(RecordTableReader):
         assert record.image_path is not None
         image = read_image(record.image_path)
         mask = self._mask(record, image.shape[:2])
-        return LoadedCase(case_id=case_id, image=image, mask=mask, image_path=record.image_path)
+        return LoadedCase(
+            case_id=case_id, image=image, mask=mask, image_path=record.image_path, mask_path=self._mask_file(record)
+        )
+
+    def _mask_file(self, record: CaseRecord) -> Path | None:
+        """The file that holds the case's mask as it is (``None`` when the mask is drawn or merged)."""
+        return record.mask_path

@@ -20,9 +20,15 @@ An exact 2x reduction, which OpenCV computes with its area kernel, gives the sam
 
 from __future__ import annotations
 
-import numpy as np
+from pathlib import Path
 
-__all__ = ["resize_linear_u8", "stored_mask_u8"]
+import numpy as np
+from PIL import Image
+
+from medseg.data import LoadedCase
+from medseg.data.errors import DataError
+
+__all__ = ["case_mask_u8", "read_mask_u8", "resize_linear_u8", "stored_mask_u8"]
 
 COEF_BITS = 11
 COEF_SCALE = 1 << COEF_BITS
@@ -75,13 +81,57 @@ def resize_linear_u8(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return out[..., 0] if array.ndim == 2 else out
 
 
+def read_mask_u8(path: Path) -> np.ndarray:
+    """Read a mask file as ``cv2.imread(path, cv2.IMREAD_GRAYSCALE)`` does for 8-bit files: one grey channel.
+
+    Grey files give their stored values (0/1, 0/255, instance labels, JPEG noise); palette files the grey of their
+    palette colours; colour files their luma (``0.299 R + 0.587 G + 0.114 B``, identical for grey stored as RGB).
+
+    Args:
+        path: an 8-bit mask image.
+
+    Returns:
+        ``(H, W)`` uint8.
+
+    Raises:
+        DataError: unreadable file, or not an 8-bit image.
+    """
+    try:
+        with Image.open(path) as image:
+            if image.mode not in {"1", "L", "P", "RGB", "RGBA", "LA", "PA"}:
+                raise DataError(f"mask {path} is not an 8-bit image (mode {image.mode!r})")
+            return np.asarray(image.convert("L"), dtype=np.uint8)
+    except OSError as error:
+        raise DataError(f"cannot read mask {path}: {error}") from None
+
+
+def case_mask_u8(case: LoadedCase) -> np.ndarray:
+    """The 8-bit mask an OpenCV-based loader reads for ``case``.
+
+    Its mask file in grey (:func:`read_mask_u8`) when the reader names one and it has the mask's size; otherwise
+    (generated masks, masks drawn from annotations or merged from several files) the 0/255 image of the class
+    mask (:func:`stored_mask_u8`).
+
+    Args:
+        case: a loaded 2D case.
+
+    Returns:
+        ``(H, W)`` uint8.
+    """
+    if case.mask_path is not None:
+        stored = read_mask_u8(case.mask_path)
+        if stored.shape == case.mask.shape:
+            return stored
+    return stored_mask_u8(case.mask)
+
+
 def stored_mask_u8(mask: np.ndarray) -> np.ndarray:
     """The 8-bit mask file a binary class-index mask corresponds to: foreground 255, background 0.
 
-    medseg's readers turn masks into class indices, so the stored values are gone; this is exact for masks
-    stored as 0/255 (the usual binary PNG, as in the UCTransNet-layout GlaS and MoNuSeg folders). For masks stored
-    otherwise the official loaders binarise slightly differently after resizing: 0/1 or instance-label masks
-    keep a pixel only at about half coverage (here about 1/510), lossy JPEG masks keep their faint noise.
+    Exact for masks stored as 0/255 (the usual binary PNG, as in the UCTransNet-layout GlaS and MoNuSeg folders);
+    used when no mask file is at hand (:func:`case_mask_u8`). For masks stored otherwise the official loaders
+    binarise differently after resizing: 0/1 or instance-label masks keep a pixel only at about half coverage,
+    lossy JPEG masks keep their faint noise.
 
     Args:
         mask: ``(H, W)`` class indices (non-zero is foreground).

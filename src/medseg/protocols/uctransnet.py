@@ -9,7 +9,7 @@ from medseg.errors import MedsegError
 from medseg.inference import Predictor
 from medseg.metrics import EmptyPolicy, binary_case_metrics, uctransnet_case_metrics
 from medseg.protocols.base import CaseResult, Protocol, ProtocolContext, resize_bilinear
-from medseg.protocols.eightbit import resize_linear_u8, stored_mask_u8
+from medseg.protocols.eightbit import case_mask_u8, resize_linear_u8
 
 __all__ = ["UCTransNet2DCleanProtocol", "UCTransNet2DProtocol", "predict_at_size_u8"]
 
@@ -44,7 +44,8 @@ class UCTransNet2DProtocol(Protocol):
     bilinear interpolation (fixed point, results rounded to integers; reproduced bit for bit by
     :mod:`medseg.protocols.eightbit`), then the image is divided by 255 (the training normalisation) and the
     mask binarised with ``> 0``; the prediction is the foreground probability ``> 0.5``. The stored mask is the
-    0/255 image of the class mask (:func:`~medseg.protocols.eightbit.stored_mask_u8`). Dice is
+    mask file as it is, in grey (:func:`~medseg.protocols.eightbit.case_mask_u8`: 0/1 and instance-label masks keep
+    a pixel only at about half coverage, as in the official loader). Dice is
     ``2·Σpg / (Σp + Σg + 1e-5)`` and IoU scikit-learn's ``jaccard_score``, so an image with both masks empty
     scores 0 on both. Metrics are computed at the input size, not at the original resolution.
     """
@@ -65,7 +66,7 @@ class UCTransNet2DProtocol(Protocol):
     def _predict_at_size(self, predictor: Predictor, case: LoadedCase) -> tuple[np.ndarray, np.ndarray]:
         size = self.context.image_size
         prediction = predict_at_size_u8(predictor, case, size, self.context.threshold)
-        truth = resize_linear_u8(stored_mask_u8(case.mask), (size, size)) > 0
+        truth = resize_linear_u8(case_mask_u8(case), (size, size)) > 0
         return prediction, truth
 
     def evaluate_case(self, predictor: Predictor, case: LoadedCase) -> CaseResult:
