@@ -105,6 +105,23 @@ class TransformConfig(_Section):
         rot90: probability of a rotation by a random multiple of 90 degrees.
         rotate_degrees: maximum angle of a free rotation (0 disables it).
         rotate_prob: probability of the free rotation.
+        scale: range of the zoom factor (above 1 enlarges the content), drawn log-uniformly.
+        scale_prob: probability of the zoom.
+        brightness: range of the factor that multiplies the raw intensities (0 stays black), drawn log-uniformly.
+        brightness_prob: probability of the brightness change.
+        contrast: range of the factor that stretches each channel about its image mean, drawn log-uniformly.
+        contrast_prob: probability of the contrast change.
+        gamma: range of the exponent applied to each channel rescaled to its image's [min, max], drawn
+            log-uniformly.
+        gamma_prob: probability of the gamma change.
+        noise_std: largest standard deviation of the additive Gaussian noise, as a fraction of each channel's
+            standard deviation in the image; drawn uniformly from ``[0, noise_std]``.
+        noise_prob: probability of the noise.
+        blur_sigma: range of the standard deviation in pixels of the Gaussian blur, drawn uniformly.
+        blur_prob: probability of the blur.
+
+    The augmentations run on whole training batches on the training device (:mod:`medseg.data.augment`); the new
+    ones are off (probability 0) by default, with ranges close to nnU-Net's default augmentation ready for use.
     """
 
     normalize: Literal["unit", "imagenet", "zscore", "minmax", "none"] = "unit"
@@ -115,6 +132,26 @@ class TransformConfig(_Section):
     rot90: float = Field(0.0, ge=0, le=1)
     rotate_degrees: float = Field(0.0, ge=0, le=180)
     rotate_prob: float = Field(0.0, ge=0, le=1)
+    scale: tuple[float, float] = (0.7, 1.4)
+    scale_prob: float = Field(0.0, ge=0, le=1)
+    brightness: tuple[float, float] = (0.75, 1.25)
+    brightness_prob: float = Field(0.0, ge=0, le=1)
+    contrast: tuple[float, float] = (0.75, 1.25)
+    contrast_prob: float = Field(0.0, ge=0, le=1)
+    gamma: tuple[float, float] = (0.7, 1.5)
+    gamma_prob: float = Field(0.0, ge=0, le=1)
+    noise_std: float = Field(0.3, ge=0)
+    noise_prob: float = Field(0.0, ge=0, le=1)
+    blur_sigma: tuple[float, float] = (0.5, 1.0)
+    blur_prob: float = Field(0.0, ge=0, le=1)
+
+    @field_validator("scale", "brightness", "contrast", "gamma", "blur_sigma")
+    @classmethod
+    def _positive_range(cls, value: tuple[float, float]) -> tuple[float, float]:
+        low, high = value
+        if not 0 < low <= high:
+            raise ValueError(f"needs [low, high] with 0 < low <= high, got [{low:g}, {high:g}]")
+        return value
 
 
 class DataConfig(_Section):
@@ -140,7 +177,14 @@ class DataConfig(_Section):
         split_file: reuse a persisted ``splits.json`` instead of making one (relative paths as for ``root``).
         limit: keep at most this many cases per split (quick experiments and tests).
         batch_size: training batch size.
-        num_workers: data-loader worker processes.
+        num_workers: DataLoader worker processes, or ``auto``: none on a machine with one or two CPUs (there the
+            workers only take cores from the model; data come from the cache), else one per CPU but one, at most 8
+            (see :func:`medseg.data.resolve_num_workers`).
+        cache: serve training and validation from the preprocessed cache (:mod:`medseg.data.cache`): every case
+            decoded, converted and resized once, then read from memory-mapped files; ``false`` prepares each case
+            from its files at every epoch.
+        cache_dir: folder of the preprocessed cache (relative paths as for ``root``); unset: ``$MEDSEG_CACHE``,
+            else ``$XDG_CACHE_HOME/medseg``, else ``~/.cache/medseg``.
         synthetic: settings of the synthetic dataset.
         transforms: augmentation and normalisation.
     """
@@ -159,9 +203,18 @@ class DataConfig(_Section):
     split_file: str | None = None
     limit: int | None = Field(None, ge=1)
     batch_size: int = Field(8, ge=1)
-    num_workers: int = Field(0, ge=0)
+    num_workers: int | Literal["auto"] = "auto"
+    cache: bool = True
+    cache_dir: str | None = None
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
     transforms: TransformConfig = Field(default_factory=TransformConfig)
+
+    @field_validator("num_workers")
+    @classmethod
+    def _workers_not_negative(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 0:
+            raise ValueError("must be 0 or more, or auto")
+        return value
 
 
 class TermConfig(_Section):
@@ -469,7 +522,7 @@ def resolve_path(path: str, base: Path | None = None) -> Path:
     return expanded.resolve()
 
 
-PATH_KEYS = ("data.root", "data.split_file", "model.checkpoint")
+PATH_KEYS = ("data.root", "data.split_file", "data.cache_dir", "model.checkpoint")
 """Configured paths that are made absolute when a config is loaded (outputs, ``output_dir``, stay relative)."""
 
 
@@ -488,7 +541,8 @@ def _resolve_paths(raw: dict[str, Any], base: Path, sources: dict[str, str]) -> 
     Args:
         raw: the config tree (modified in place).
         base: folder that relative paths resolve against.
-        sources: receives ``key -> original text`` for every path that changed (the first text wins).
+        sources: receives ``key -> configured text`` for every path that changed (an override replaces the text
+            of the file).
     """
     trees: list[tuple[str, dict[str, Any], bool]] = [("", raw, False)]
     for stage in raw.get("stages") or []:
@@ -502,7 +556,7 @@ def _resolve_paths(raw: dict[str, Any], base: Path, sources: dict[str, str]) -> 
             resolved = str(resolve_path(value, base))
             if resolved == value:
                 continue
-            sources.setdefault(prefix + key, value)
+            sources[prefix + key] = value
             if flat:
                 tree[key] = resolved
             else:

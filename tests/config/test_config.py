@@ -117,7 +117,9 @@ def test_override_paths_resolve_against_the_current_directory(
     path = write(tmp_path, "data: {root: here}\n")
     monkeypatch.chdir(tmp_path.parent)
     assert load_config(path).data.root == str(tmp_path / "here")
-    assert load_config(path, ["data.root=there"]).data.root == str(tmp_path.parent / "there")
+    overridden = load_config(path, ["data.root=there"])
+    assert overridden.data.root == str(tmp_path.parent / "there")
+    assert overridden.path_sources == {"data.root": "there"}
 
 
 def test_a_set_variable_is_a_path_of_its_own(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
