@@ -14,6 +14,19 @@ from tests.realdata import real_dataset
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def preprocessed_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Keep the preprocessed caches the tests build in a temporary folder (``$MEDSEG_CACHE``), not in the home."""
+    folder = tmp_path_factory.mktemp("medseg-cache")
+    previous = os.environ.get("MEDSEG_CACHE")
+    os.environ["MEDSEG_CACHE"] = str(folder)
+    yield folder
+    if previous is None:
+        del os.environ["MEDSEG_CACHE"]
+    else:
+        os.environ["MEDSEG_CACHE"] = previous
+
+
 @pytest.fixture
 def one_thread() -> Iterator[None]:
     """Run a test with one torch thread: tiny computations are dominated by thread synchronisation."""

@@ -7,12 +7,15 @@ Typical use::
     datasets = build_datasets(reader, splits, cfg.data)
 
 ``data.dataset: auto`` detects the format (:func:`detect_format`); :func:`check_dataset` reports on a folder.
+With ``data.cache`` (the default) the datasets serve the prepared cases from the preprocessed cache
+(:class:`PreparedCache`), built on first use.
 """
 
 from __future__ import annotations
 
+from medseg.data.cache import PreparedCache, cache_root
 from medseg.data.check import DatasetCheck, SplitCount, check_dataset
-from medseg.data.dataset import SegmentationDataset, build_datasets
+from medseg.data.dataset import SegmentationDataset, build_datasets, resolve_num_workers
 from medseg.data.detect import detect_format
 from medseg.data.errors import DataError
 from medseg.data.files import read_image, read_mask
@@ -30,11 +33,13 @@ __all__ = [
     "DatasetReader",
     "LoadedCase",
     "LoadedVolume",
+    "PreparedCache",
     "SegmentationDataset",
     "SplitCount",
     "build_datasets",
     "build_reader",
     "build_transforms",
+    "cache_root",
     "check_dataset",
     "detect_format",
     "load_splits",
@@ -42,5 +47,6 @@ __all__ = [
     "prepare_image",
     "read_image",
     "read_mask",
+    "resolve_num_workers",
     "save_splits",
 ]

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 
 import medseg
 from medseg.config import ConfigError, ExperimentConfig, resolve_path, save_config
-from medseg.data import build_datasets, build_reader, make_splits, save_splits
+from medseg.data import build_datasets, build_reader, make_splits, resolve_num_workers, save_splits
 from medseg.engine.callbacks import EpochHistory, EpochProgressBar
 from medseg.engine.checkpoint import AtomicCheckpointIO, CheckpointError, load_model_weights
 from medseg.engine.module import SegmentationTask
@@ -154,8 +154,15 @@ def show_progress_bar(config: ExperimentConfig) -> bool:
     return config.train.progress_bar and sys.stdout.isatty() and sys.stderr.isatty()
 
 
+PREFETCH_BATCHES = 4
+"""Batches each DataLoader worker keeps ready."""
+
+
 def _loader(dataset: torch.utils.data.Dataset, config: ExperimentConfig, train: bool) -> DataLoader:
-    workers = config.data.num_workers
+    """A DataLoader for ``dataset``: ``data.num_workers`` workers (:func:`resolve_num_workers`), kept alive across
+    epochs and prefetching :data:`PREFETCH_BATCHES` batches each, with pinned memory when training on CUDA."""
+    workers = resolve_num_workers(config.data.num_workers)
+    on_cuda = config.train.accelerator != "cpu" and torch.cuda.is_available()
     return DataLoader(
         dataset,
         batch_size=config.data.batch_size,
@@ -163,7 +170,8 @@ def _loader(dataset: torch.utils.data.Dataset, config: ExperimentConfig, train: 
         drop_last=train and len(dataset) > config.data.batch_size,
         num_workers=workers,
         persistent_workers=workers > 0,
-        pin_memory=torch.cuda.is_available(),
+        pin_memory=on_cuda,
+        prefetch_factor=PREFETCH_BATCHES if workers > 0 else None,
     )
 
 
