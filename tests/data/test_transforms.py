@@ -1,4 +1,4 @@
-"""prepare_image (channels, normalisation) and build_transforms (resize, augmentation, output types)."""
+"""prepare_image (channels, normalisation) and build_transforms (resize, no augmentation, output types)."""
 
 from __future__ import annotations
 
@@ -75,7 +75,7 @@ def test_bad_normalisation_settings(overrides: dict[str, object], message: str) 
     with pytest.raises(ConfigError, match=message):
         prepare_image(np.zeros((2, 2, 3), np.uint8), config(**overrides))
     with pytest.raises(ConfigError, match=message):
-        build_transforms(config(**overrides), train=False)
+        build_transforms(config(**overrides))
 
 
 @pytest.mark.parametrize("native", [(40, 50), (300, 200), (64, 64)])
@@ -84,7 +84,7 @@ def test_eval_transform_resizes_to_plain_tensors(native: tuple[int, int]) -> Non
     mask[: native[0] // 2] = 2
     mask[native[0] // 2 :, : native[1] // 3] = 1
     image = np.random.default_rng(0).random((3, *native), dtype=np.float32)
-    out = build_transforms(config(image_size=64, num_classes=3), train=False)({"image": image, "mask": mask})
+    out = build_transforms(config(image_size=64, num_classes=3))({"image": image, "mask": mask})
     assert type(out["image"]) is torch.Tensor and type(out["mask"]) is torch.Tensor
     assert out["image"].shape == (3, 64, 64) and out["image"].dtype == torch.float32
     assert out["mask"].shape == (64, 64) and out["mask"].dtype == torch.int64
@@ -95,49 +95,27 @@ def test_eval_transform_resizes_to_plain_tensors(native: tuple[int, int]) -> Non
 @pytest.mark.parametrize("native", [(70, 45), (20, 30)])
 def test_eval_resize_is_torch_bilinear(native: tuple[int, int]) -> None:
     image = np.random.default_rng(1).random((3, *native), dtype=np.float32)
-    out = build_transforms(config(image_size=32), train=False)({"image": image})["image"]
+    out = build_transforms(config(image_size=32))({"image": image})["image"]
     batch = torch.from_numpy(image)[None]
     expected = F.interpolate(batch, size=(32, 32), mode="bilinear", align_corners=False)[0]
     torch.testing.assert_close(out, expected)
 
 
 def test_eval_transform_accepts_an_image_alone() -> None:
-    out = build_transforms(config(image_size=32), train=False)({"image": np.ones((1, 50, 70), np.float32)})
+    out = build_transforms(config(image_size=32))({"image": np.ones((1, 50, 70), np.float32)})
     assert set(out) == {"image"} and out["image"].shape == (1, 32, 32)
     torch.testing.assert_close(out["image"], torch.ones(1, 32, 32))
 
 
-def test_augmentations_move_image_and_mask_together() -> None:
+def test_transform_does_not_augment() -> None:
     mask = np.zeros((32, 32), np.int64)
     mask[4:12, 6:26] = 1
-    image = np.repeat(mask[None].astype(np.float32), 3, axis=0)
+    image = np.random.default_rng(2).random((3, 32, 32), dtype=np.float32)
     cfg = config(
         image_size=32,
         transforms={"hflip": 1.0, "vflip": 1.0, "rot90": 1.0, "rotate_degrees": 30, "rotate_prob": 1},
     )
-    transform = build_transforms(cfg, train=True)
-    transform.set_random_state(seed=0)
-    changed = False
-    for _ in range(5):
-        out = transform({"image": image, "mask": mask})
-        agreement = ((out["image"][0] > 0.5) == (out["mask"] == 1)).float().mean()
-        assert agreement > 0.97
-        changed |= not torch.equal(out["mask"], torch.from_numpy(mask))
-    assert changed
-
-
-def test_flips_are_exact_and_seedable() -> None:
-    mask = np.zeros((8, 8), np.int64)
-    mask[0, :3] = 1
-    image = mask[None].astype(np.float32) * 7
-    transform = build_transforms(config(image_size=8, transforms={"hflip": 0.5, "vflip": 0.5}), train=True)
-
-    def run(seed: int) -> list[torch.Tensor]:
-        transform.set_random_state(seed=seed)
-        return [transform({"image": image, "mask": mask})["mask"] for _ in range(12)]
-
-    outputs = run(3)
-    assert all(torch.equal(a, b) for a, b in zip(outputs, run(3), strict=True))
-    assert len({tuple(out.flatten().tolist()) for out in outputs}) > 1
-    for out in outputs:
-        assert out.sum() == 3 and set(out.unique().tolist()) == {0, 1}
+    for _ in range(3):
+        out = build_transforms(cfg)({"image": image, "mask": mask})
+        torch.testing.assert_close(out["image"], torch.from_numpy(image))
+        assert torch.equal(out["mask"], torch.from_numpy(mask))

@@ -1,21 +1,21 @@
-"""Preprocessing and augmentation.
+"""Preprocessing.
 
 :func:`prepare_image` turns a raw ``(H, W, C)`` image into the model's channels and value range at native
 size; training, evaluation and inference all use it. :func:`build_transforms` then resizes to
-``data.image_size`` and, for training, augments. Both work on channel-first arrays, so no MONAI image reader
-(and none of its axis transposes) is involved.
+``data.image_size``. Both work on channel-first arrays, so no MONAI image reader (and none of its axis
+transposes) is involved. Training augmentation runs later, on whole batches on the training device
+(:mod:`medseg.data.augment`).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Hashable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from monai.transforms import Compose, RandFlipd, RandRotate90d, RandRotated, Resized
+from monai.transforms import Compose, Resized
 
 from medseg.config import ConfigError, DataConfig
 from medseg.data.errors import DataError
@@ -120,52 +120,29 @@ def _to_tensors(data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
     return out
 
 
-def build_transforms(data_cfg: DataConfig, train: bool) -> Compose:
-    """Resize (and for training augment) a prepared image and its mask.
+def build_transforms(data_cfg: DataConfig) -> Compose:
+    """Resize a prepared image and its mask to ``data.image_size``; every split gets the same transform.
 
     Resizing is bilinear for the image (``align_corners=False``, no anti-aliasing, as
     ``torch.nn.functional.interpolate``) and nearest for the mask.
 
     The input dictionary holds ``image``, a ``(C, H, W)`` float array from :func:`prepare_image`, and
-    ``mask``, a ``(1, H, W)`` or ``(H, W)`` integer array; the mask may be left out (inference). Training
-    adds, in order, horizontal and vertical flips, a rotation by a multiple of 90 degrees and a free rotation
-    of up to ``rotate_degrees`` (zero padding, mask nearest), each with its probability from
-    ``data.transforms``.
+    ``mask``, a ``(1, H, W)`` or ``(H, W)`` integer array; the mask may be left out (inference). The training
+    augmentations of ``data.transforms`` are not applied here but to whole batches on the training device
+    (:class:`medseg.data.augment.BatchAugment`).
 
     Args:
         data_cfg: the data section of the experiment.
-        train: whether to add the augmentations.
 
     Returns:
-        A MONAI ``Compose`` giving ``image`` float32 ``(C, S, S)`` and ``mask`` int64 ``(S, S)`` tensors,
-        ``S = data.image_size``; seed it with ``set_random_state(seed)``.
+        A deterministic MONAI ``Compose`` giving ``image`` float32 ``(C, S, S)`` and ``mask`` int64 ``(S, S)``
+        tensors, ``S = data.image_size``.
 
     Raises:
         ConfigError: normalisation settings that do not fit (see :func:`check_normalization`).
     """
     check_normalization(data_cfg)
-    cfg = data_cfg.transforms
     size = (data_cfg.image_size, data_cfg.image_size)
     resize = Resized(KEYS, size, mode=("bilinear", "nearest-exact"), allow_missing_keys=True)
-    steps: list[Callable[..., Any]] = [_add_mask_channel, resize]
-    if train:
-        if cfg.hflip > 0:
-            steps.append(RandFlipd(KEYS, prob=cfg.hflip, spatial_axis=1, allow_missing_keys=True))
-        if cfg.vflip > 0:
-            steps.append(RandFlipd(KEYS, prob=cfg.vflip, spatial_axis=0, allow_missing_keys=True))
-        if cfg.rot90 > 0:
-            steps.append(RandRotate90d(KEYS, prob=cfg.rot90, max_k=3, allow_missing_keys=True))
-        if cfg.rotate_degrees > 0 and cfg.rotate_prob > 0:
-            angle = math.radians(cfg.rotate_degrees)
-            steps.append(
-                RandRotated(
-                    KEYS,
-                    range_x=angle,
-                    prob=cfg.rotate_prob,
-                    mode=("bilinear", "nearest"),
-                    padding_mode="zeros",
-                    allow_missing_keys=True,
-                )
-            )
-    steps.append(_to_tensors)
+    steps: list[Callable[..., Any]] = [_add_mask_channel, resize, _to_tensors]
     return Compose(steps)
