@@ -1,12 +1,18 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
+import lightning.pytorch as pl
 import pytest
 import torch
+from lightning.pytorch.callbacks import Callback
+from torch.utils.data import DataLoader
 
-from medseg.config import SchedulerConfig
-from medseg.engine import batch_dice
+from medseg.config import SchedulerConfig, load_config
+from medseg.engine import SegmentationTask, batch_dice
 from medseg.engine.schedules import lr_multiplier
 from medseg.engine.trainer import resolve_precision
 
@@ -80,3 +86,74 @@ def test_optimizer_and_plateau_schedule_from_config() -> None:
     for _ in range(5):
         plateau.step(1.0)
     assert setup["optimizer"].param_groups[0]["lr"] == pytest.approx(0.005)
+
+
+def augmenting_task(*overrides: str) -> SegmentationTask:
+    settings = [
+        "model.params.base_channels=2",
+        "data.image_size=16",
+        "data.transforms.hflip=1",
+        "data.transforms.vflip=0",
+    ]
+    return SegmentationTask(load_config(None, [*settings, *overrides]).model_dump(mode="json"))
+
+
+def ramp_batch(size: int = 2) -> dict[str, Any]:
+    image = torch.arange(16.0).repeat(size, 3, 16, 1) / 16
+    mask = torch.zeros(size, 16, 16, dtype=torch.long)
+    mask[:, :, :4] = 1
+    return {"image": image, "mask": mask, "case_id": [f"c{index}" for index in range(size)]}
+
+
+def test_the_batch_hook_augments_training_batches_only() -> None:
+    task = augmenting_task("data.transforms.brightness_prob=1")
+    batch = ramp_batch()
+    task.trainer = SimpleNamespace(training=False, current_epoch=0, global_rank=0)
+    assert task.on_after_batch_transfer(batch, 0) is batch
+    task.trainer = SimpleNamespace(training=True, current_epoch=0, global_rank=0)
+    task.on_train_epoch_start()
+    first = task.on_after_batch_transfer(batch, 0)
+    assert torch.equal(first["mask"], batch["mask"].flip(-1)) and first["case_id"] == batch["case_id"]
+    assert not torch.allclose(first["image"], batch["image"].flip(-1))  # and brightened
+    second = task.on_after_batch_transfer(batch, 0)
+    assert not torch.equal(second["image"], first["image"])  # the next batch draws other brightness factors
+    task.on_train_epoch_start()
+    torch.testing.assert_close(task.on_after_batch_transfer(batch, 0)["image"], first["image"])
+
+
+def test_a_reconstruction_run_augments_the_geometry_only() -> None:
+    task = augmenting_task("train.task=reconstruction", "data.transforms.brightness_prob=1")
+    task.trainer = SimpleNamespace(training=True, current_epoch=0, global_rank=0)
+    batch = ramp_batch()
+    out = task.on_after_batch_transfer(batch, 0)
+    assert torch.equal(out["image"], batch["image"].flip(-1)) and torch.equal(out["mask"], batch["mask"].flip(-1))
+
+
+def test_training_sees_augmented_batches_and_validation_does_not(tmp_path: Path) -> None:
+    seen: dict[str, list[torch.Tensor]] = {"train": [], "val": []}
+
+    class Record(Callback):
+        def on_train_batch_start(self, trainer: pl.Trainer, module: pl.LightningModule, batch: Any, index: int) -> None:
+            seen["train"].append(batch["mask"])
+
+        def on_validation_batch_start(
+            self, trainer: pl.Trainer, module: pl.LightningModule, batch: Any, index: int, loader: int = 0
+        ) -> None:
+            seen["val"].append(batch["mask"])
+
+    items = [{key: value[0] for key, value in ramp_batch(1).items()} for _ in range(4)]
+    trainer = pl.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        callbacks=[Record()],
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(augmenting_task(), DataLoader(items, batch_size=2), DataLoader(items, batch_size=2))
+    original = ramp_batch()["mask"]
+    assert len(seen["train"]) == 2 and all(torch.equal(mask, original.flip(-1)) for mask in seen["train"])
+    assert len(seen["val"]) == 2 and all(torch.equal(mask, original) for mask in seen["val"])

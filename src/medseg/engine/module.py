@@ -8,6 +8,7 @@ import lightning.pytorch as pl
 import torch
 
 from medseg.config import ExperimentConfig, config_from_dict
+from medseg.data.augment import BatchAugment, batch_generator
 from medseg.engine.schedules import lr_multiplier
 from medseg.models import SegmentationModel, create_model
 from medseg.objectives import Objective, build_objective
@@ -67,6 +68,10 @@ class SegmentationTask(pl.LightningModule):
     by :func:`~medseg.objectives.reconstruction.encode_label_map` instead of the image, the objective is the
     reconstruction loss (logged as ``train/recon``), and validation logs ``val/loss`` only.
 
+    Training batches are augmented on the model's device once they are there (:meth:`on_after_batch_transfer`,
+    :class:`~medseg.data.augment.BatchAugment`); validation, test and prediction batches are not. A
+    reconstruction run gets the geometric augmentations only (its image is a target, not the model's input).
+
     Args:
         config: the experiment configuration as a plain mapping (``ExperimentConfig.model_dump(mode="json")``).
         objective: the training objective; when ``None``, the Dice + CE objective of ``config.loss`` (or the
@@ -81,6 +86,8 @@ class SegmentationTask(pl.LightningModule):
         self.model = build_model(self.config)
         default = reconstruction_objective if self.reconstruction else build_objective
         self.objective = objective or default(self.config)
+        self.augment = BatchAugment(self.config.data, intensity=not self.reconstruction)
+        self._train_batch = 0
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Return the model's logits."""
@@ -98,6 +105,32 @@ class SegmentationTask(pl.LightningModule):
         if self.reconstruction:
             return encode_label_map(batch["mask"], self.config.data.in_channels)
         return batch["image"]
+
+    def on_train_epoch_start(self) -> None:
+        self._train_batch = 0
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Augment a training batch on its device; other batches pass unchanged.
+
+        The random choices come from :func:`~medseg.data.augment.batch_generator` with ``train.seed``, the epoch,
+        the batch's index in the epoch and the process rank, so a seeded run repeats its augmentations.
+
+        Args:
+            batch: the batch on the model's device (``image``, ``mask``, ``case_id``).
+            dataloader_idx: index of the data loader.
+
+        Returns:
+            The batch, with augmented ``image`` and ``mask`` while training.
+        """
+        trainer = self.trainer
+        if not trainer.training or not self.augment.enabled:
+            return batch
+        generator = batch_generator(
+            self.config.train.seed, trainer.current_epoch, self._train_batch, trainer.global_rank
+        )
+        self._train_batch += 1
+        image, mask = self.augment(batch["image"], batch["mask"], generator)
+        return {**batch, "image": image, "mask": mask}
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         output = self.model.forward_features(self.model_input(batch))
