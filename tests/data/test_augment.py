@@ -212,7 +212,11 @@ def test_noise_is_relative_to_the_channel_spread() -> None:
     torch.testing.assert_close(relative, expected, rtol=0.05, atol=1e-3)
 
 
-def test_rotations_of_non_square_images_are_refused() -> None:
-    augment = BatchAugment(config(rot90=1.0))
-    with pytest.raises(ValueError, match="square"):
-        augment(torch.zeros(2, 1, 8, 12), torch.zeros(2, 8, 12, dtype=torch.long), batch_generator(0, 0, 0))
+def test_non_square_images_are_flipped_but_not_turned() -> None:
+    image = torch.rand(2, 1, 8, 12)
+    mask = (image[:, 0] > 0.5).long()
+    out_image, out_mask = BatchAugment(config(hflip=1.0, vflip=1.0))(image, mask, batch_generator(0, 0, 0))
+    assert torch.equal(out_image, image.flip(-1, -2)) and torch.equal(out_mask, mask.flip(-1, -2))
+    for setting in ({"rot90": 1.0}, {"rotate_degrees": 10, "rotate_prob": 1.0}, {"scale_prob": 1.0}):
+        with pytest.raises(ValueError, match="square"):
+            BatchAugment(config(**setting))(image, mask, batch_generator(0, 0, 0))

@@ -276,7 +276,7 @@ class BatchAugment:
         """Augment a batch with given choices.
 
         Args:
-            image: ``(B, C, H, W)`` float images, normalised; quarter turns need ``H == W``.
+            image: ``(B, C, H, W)`` float images, normalised; all but flips and half turns need ``H == W``.
             mask: ``(B, H, W)`` integer masks.
             draws: from :meth:`draw` for this batch size.
 
@@ -284,7 +284,7 @@ class BatchAugment:
             The augmented image and mask.
 
         Raises:
-            ValueError: quarter turns of non-square images.
+            ValueError: a quarter or three-quarter turn, free rotation or zoom of non-square images.
         """
         image, mask = self._geometry(image, mask, draws)
         return self._light(image, draws), mask
@@ -293,8 +293,8 @@ class BatchAugment:
         self, image: torch.Tensor, mask: torch.Tensor, draws: AugmentDraws
     ) -> tuple[torch.Tensor, torch.Tensor]:
         height, width = image.shape[-2:]
-        if height != width and bool((draws.rot90_k > 0).any() | draws.affine.any()):
-            raise ValueError(f"rotations need square images, got {height}x{width}")
+        if height != width and bool((draws.rot90_k % 2 == 1).any() | draws.affine.any()):
+            raise ValueError(f"quarter turns, free rotation and zoom need square images, got {height}x{width}")
         image, mask = self._dihedral(image, mask, draws)
         if bool(draws.affine.any()):
             image, mask = _affine(image, mask, draws)
@@ -324,7 +324,9 @@ class BatchAugment:
             for turns in range(4):
                 for flip in (False, True):
                     source = base.flip(-1) if flip else base
-                    maps.append(torch.rot90(source, turns, dims=(-2, -1)) if height == width else source)
+                    # an odd number of turns of a non-square image is refused before this map could be used
+                    odd = turns % 2 == 1 and height != width
+                    maps.append(source if odd else torch.rot90(source, turns, dims=(-2, -1)))
             self._maps[key] = torch.stack(maps).flatten(1)
         return self._maps[key]
 
