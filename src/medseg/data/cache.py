@@ -327,21 +327,29 @@ class PreparedCache:
             The bytes written (0 when another process wrote the entry first).
         """
         image, mask = self.prepare(case_id)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        temp = Path(tempfile.mkdtemp(prefix=_TEMP_PREFIX, dir=self.folder))
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            temp = Path(tempfile.mkdtemp(prefix=_TEMP_PREFIX, dir=self.folder))
+        except OSError as error:
+            raise self._unwritable(error) from None
         try:
             np.save(temp / IMAGE_FILE, encode_image(image))
             np.save(temp / MASK_FILE, mask.astype(np.uint8 if mask.max(initial=0) < 256 else np.int32))
             size = sum(path.stat().st_size for path in temp.iterdir())
-            try:
-                temp.rename(entry)
-            except OSError:  # a concurrent builder renamed its complete copy first
-                if not (entry / MASK_FILE).is_file():
-                    raise
-                return 0
+            temp.rename(entry)
             return size
+        except OSError as error:
+            if (entry / MASK_FILE).is_file():  # a concurrent builder renamed its complete copy first
+                return 0
+            raise self._unwritable(error) from None
         finally:
             shutil.rmtree(temp, ignore_errors=True)
+
+    def _unwritable(self, error: OSError) -> DataError:
+        return DataError(
+            f"cannot write the preprocessed cache {self.folder}: {error.strerror or error}; set data.cache_dir "
+            f"or {CACHE_ENV} to a writable folder, or data.cache=false"
+        )
 
     def _remove_stale_temps(self) -> None:
         """Delete temporary folders that killed builds left behind (older than an hour)."""
@@ -372,7 +380,7 @@ class PreparedCache:
 
         Args:
             case_ids: 2D case ids (slice ids ``<volume>:<index>`` included).
-            progress: draw a progress bar; ``None``: when stderr is a terminal (otherwise one log line).
+            progress: draw a progress bar; ``None``: when stderr is a terminal. One log line tells what was built.
 
         Returns:
             The entries of ``case_ids``, in order, and what was built.
@@ -389,10 +397,7 @@ class PreparedCache:
             self._remove_stale_temps()
             self._write_settings()
         except OSError as error:
-            raise DataError(
-                f"cannot write the preprocessed cache {self.folder}: {error.strerror or error}; set data.cache_dir "
-                f"or {CACHE_ENV} to a writable folder, or data.cache=false"
-            ) from None
+            raise self._unwritable(error) from None
         builder = _EntryBuilder(self, [(case, entry) for entry, case in jobs])
         workers = min(available_cpus(), _MAX_BUILD_WORKERS, len(jobs) // _CASES_PER_BUILD_WORKER)
         loader = DataLoader(builder, batch_size=None, num_workers=workers if workers > 1 else 0)
@@ -419,14 +424,13 @@ class PreparedCache:
 
 @contextmanager
 def _progress(enabled: bool | None, description: str, total: int) -> Iterator[Callable[[], None]]:
-    """A rich progress bar on stderr when it is a terminal (or ``enabled``), else one log line; yields the function
-    that advances it by one case."""
+    """A rich progress bar on stderr when it is a terminal (or ``enabled``), else nothing (the caller logs one line
+    when done); yields the function that advances it by one case."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     console = Console(stderr=True)
     if not (console.is_terminal if enabled is None else enabled):
-        log.info("%s ...", description)
         yield lambda: None
         return
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
