@@ -84,9 +84,20 @@ def _user_errors() -> Iterator[None]:
 
 @app.command()
 def train(
-    config: Annotated[Path, typer.Argument(help="experiment YAML, e.g. configs/unet-kvasir.yaml")],
+    config: Annotated[
+        Path | None, typer.Argument(help="experiment YAML, e.g. configs/unet-kvasir.yaml (not with --resume)")
+    ] = None,
     overrides: Annotated[
         list[str] | None, typer.Argument(help="dotted overrides: train.epochs=3 data.image_size=64")
+    ] = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option(
+            "--resume",
+            metavar="RUN_DIR",
+            help="continue the interrupted run in RUN_DIR from its last checkpoint (only runtime overrides such as "
+            "train.devices=2 are accepted)",
+        ),
     ] = None,
     evaluate_after: Annotated[
         bool,
@@ -97,16 +108,32 @@ def train(
     ] = True,
 ) -> None:
     """Train a configuration; writes runs/<name>/ (config, splits, checkpoints, metrics.csv, progress.png) and then
-    evaluates it (runs/<name>/evaluation/<split>/)."""
+    evaluates it (runs/<name>/evaluation/<split>/). With --resume RUN_DIR, continue an interrupted run."""
     with _user_errors():
-        from medseg.config import load_config
+        from medseg.config import ConfigError, load_config
+        from medseg.engine.trainer import is_rank_zero
         from medseg.evaluation import evaluate_run
-        from medseg.recipes import final_stage_config, train_experiment
+        from medseg.recipes import final_stage_config, resume_experiment, train_experiment
 
         _quiet_lightning()
 
-        experiment = load_config(config, overrides or [])
-        result = train_experiment(experiment)
+        if resume is not None:
+            # typer takes the first override for the config argument when there is no config file
+            extra = [str(config)] if config is not None else []
+            if any("=" not in text for text in extra):
+                raise ConfigError(f"--resume reads {resume / 'config.yaml'}; give no config file ({config})")
+            result = resume_experiment(resume, [*extra, *(overrides or [])])
+            experiment = load_config(resume / "config.yaml")
+        elif config is None:
+            raise ConfigError("give an experiment YAML (medseg train configs/unet-kvasir.yaml) or --resume RUN_DIR")
+        else:
+            experiment = load_config(config, overrides or [])
+            result = train_experiment(experiment)
+        if not is_rank_zero():
+            return  # the other processes of a multi-device run leave reporting and evaluation to the first
+        if result.finished_before:
+            console.print(f"run [bold]{result.run_dir}[/] had already finished: nothing to do")
+            return
         score = "" if math.isnan(result.best_val_dice) else f"  best validation Dice {result.best_val_dice:.4f}"
         console.print(f"run folder: [bold]{result.run_dir}[/]{score}")
         if not evaluate_after:

@@ -267,6 +267,8 @@ class OptimConfig(_Section):
         momentum: SGD momentum.
         nesterov: SGD Nesterov momentum.
         betas: Adam(W) betas.
+        grad_clip: clip the gradients' global L2 norm to this value before each optimiser step (Lightning's
+            ``gradient_clip_val``, norm algorithm); ``null`` = no clipping.
     """
 
     name: Literal["adamw", "adam", "nadam", "sgd"] = "adamw"
@@ -275,6 +277,7 @@ class OptimConfig(_Section):
     momentum: float = Field(0.9, ge=0, lt=1)
     nesterov: bool = False
     betas: tuple[float, float] = (0.9, 0.999)
+    grad_clip: float | None = Field(None, gt=0)
 
 
 class SchedulerConfig(_Section):
@@ -308,7 +311,17 @@ class TrainConfig(_Section):
         deterministic: ask torch for deterministic algorithms.
         precision: ``32``, ``bf16-mixed``, ``16-mixed`` or ``auto`` (bf16 where the CPU or GPU supports it).
         accelerator: ``auto``, ``cpu`` or ``gpu``.
-        devices: number of devices or ``auto``.
+        devices: number of devices per node or ``auto``.
+        num_nodes: number of machines (Lightning's ``num_nodes``; see the README on several GPUs and nodes).
+        strategy: ``auto`` (one device: no distribution; several: Lightning's DDP), ``ddp`` (one process per
+            device, gloo on CPU, NCCL on GPU) or ``ddp_find_unused_parameters_true`` (DDP for models whose
+            forward pass leaves some parameters unused).
+        checkpoint_every_n_steps: also write ``checkpoints/last.ckpt`` every N optimiser steps, for long epochs
+            (``null`` = only at the end of each epoch); see the README on what a mid-epoch resume repeats.
+        loggers: further loggers, through Lightning's logger classes: ``csv`` (every logged value into
+            ``logs/csv/metrics.csv``), ``tensorboard``, ``wandb``, ``mlflow`` (the last three are optional extras:
+            ``pip install medseg[tensorboard]``). The run folder's ``metrics.csv`` and ``progress.png`` are always
+            written.
         threads: torch CPU threads; ``null`` uses the CPUs this process may use (affinity mask and cgroup quota,
             or ``OMP_NUM_THREADS`` when set), see :mod:`medseg.runtime`.
         limit_train_batches: at most this many batches per epoch (``null`` = all).
@@ -330,6 +343,10 @@ class TrainConfig(_Section):
     precision: Literal["32", "bf16-mixed", "16-mixed", "auto"] = "auto"
     accelerator: Literal["auto", "cpu", "gpu"] = "auto"
     devices: int | Literal["auto"] = "auto"
+    num_nodes: int = Field(1, ge=1)
+    strategy: Literal["auto", "ddp", "ddp_find_unused_parameters_true"] = "auto"
+    checkpoint_every_n_steps: int | None = Field(None, ge=1)
+    loggers: list[Literal["csv", "tensorboard", "wandb", "mlflow"]] = Field(default_factory=list)
     threads: int | None = Field(None, ge=1)
     limit_train_batches: int | None = Field(None, ge=1)
     patience: int | None = Field(None, ge=1)

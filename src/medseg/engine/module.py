@@ -6,15 +6,21 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from torch.utils.data import DistributedSampler
 
 from medseg.config import ExperimentConfig, config_from_dict
 from medseg.data.augment import BatchAugment, batch_generator
 from medseg.engine.schedules import lr_multiplier
+from medseg.errors import MedsegError
 from medseg.models import SegmentationModel, create_model
 from medseg.objectives import Objective, build_objective
 from medseg.objectives.reconstruction import encode_label_map, reconstruction_objective
 
-__all__ = ["SegmentationTask", "batch_dice", "build_model"]
+__all__ = ["NonFiniteError", "SegmentationTask", "batch_dice", "build_model"]
+
+
+class NonFiniteError(MedsegError):
+    """Training produced a non-finite loss (or weights): the run stops and keeps its last good checkpoint."""
 
 
 def build_model(config: ExperimentConfig) -> SegmentationModel:
@@ -58,6 +64,15 @@ def batch_dice(logits: torch.Tensor, target: torch.Tensor, threshold: float = 0.
     return dice.mean(1)
 
 
+def _select(value: Any, mask: torch.Tensor, keep: list[bool]) -> Any:
+    """The kept items of one batch entry: a tensor or a list of per-image values (others pass unchanged)."""
+    if torch.is_tensor(value):
+        return value[mask]
+    if isinstance(value, list | tuple):
+        return [item for item, kept in zip(value, keep, strict=True) if kept]
+    return value
+
+
 class SegmentationTask(pl.LightningModule):
     """Trains ``config.model`` with the configured objective, optimiser and schedule.
 
@@ -71,6 +86,12 @@ class SegmentationTask(pl.LightningModule):
     Training batches are augmented on the model's device once they are there (:meth:`on_after_batch_transfer`,
     :class:`~medseg.data.augment.BatchAugment`); validation, test and prediction batches are not. A
     reconstruction run gets the geometric augmentations only (its image is a target, not the model's input).
+
+    A non-finite loss (or term) stops training with a :class:`NonFiniteError` before its optimiser step, and a
+    checkpoint whose weights are not finite is never written, so ``last.ckpt`` stays the last good epoch. Epoch
+    metrics are reduced over the processes of a multi-device run, and validation leaves out the images that
+    Lightning's ``DistributedSampler`` repeats to give every process as many, so ``val/dice`` is the mean over the
+    validation set on any number of devices.
 
     Args:
         config: the experiment configuration as a plain mapping (``ExperimentConfig.model_dump(mode="json")``).
@@ -88,6 +109,7 @@ class SegmentationTask(pl.LightningModule):
         self.objective = objective or default(self.config)
         self.augment = BatchAugment(self.config.data, intensity=not self.reconstruction)
         self._train_batch = 0
+        self._last_finite: tuple[int, dict[str, torch.Tensor]] | None = None
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Return the model's logits."""
@@ -135,20 +157,96 @@ class SegmentationTask(pl.LightningModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         output = self.model.forward_features(self.model_input(batch))
         total, parts = self.objective(output, batch)
+        self._check_finite({"loss": total, **parts})
         size = batch["image"].shape[0]
-        self.log("train/loss", total, on_step=False, on_epoch=True, prog_bar=True, batch_size=size)
+        self.log("train/loss", total, on_step=False, on_epoch=True, prog_bar=True, batch_size=size, sync_dist=True)
         for name, value in parts.items():
-            self.log(f"train/{name}", value, on_step=False, on_epoch=True, batch_size=size)
+            self.log(f"train/{name}", value, on_step=False, on_epoch=True, batch_size=size, sync_dist=True)
         return total
 
+    def _check_finite(self, values: dict[str, torch.Tensor]) -> None:
+        """Raise :class:`NonFiniteError` when the loss or a term is not finite on any process; else remember them.
+
+        One device-to-host transfer per step (and one all-reduce of a flag in a multi-device run, so every process
+        stops at the same step).
+        """
+        detached = {name: value.detach() for name, value in values.items()}
+        flags = torch.stack([torch.isfinite(value.float()).all() for value in detached.values()])
+        local = bool(flags.all())
+        if self.trainer.strategy.reduce_boolean_decision(local, all=True):
+            self._last_finite = (self.trainer.global_step, detached)
+            return
+        trainer = self.trainer
+        where = f"epoch {trainer.current_epoch + 1}, step {trainer.global_step + 1}"
+        if local:
+            bad = "on another process"
+        else:
+            named = zip(detached.items(), flags.tolist(), strict=True)
+            bad = ", ".join(f"{name} is {value.float().item():g}" for (name, value), finite in named if not finite)
+        previous = "no finite step before it"
+        if self._last_finite is not None:
+            step, last = self._last_finite
+            previous = f"last finite values (step {step}): " + ", ".join(
+                f"{name} {value.float().item():.4g}" for name, value in last.items()
+            )
+        precision = str(trainer.precision)
+        hints = [f"lower optim.lr (now {self.config.optim.lr:g})"]
+        if self.config.optim.grad_clip is None:
+            hints.append("clip the gradients (optim.grad_clip=1.0)")
+        if precision.startswith("16"):
+            hints.append("train in train.precision=bf16-mixed or 32 instead of 16-mixed")
+        raise NonFiniteError(
+            f"non-finite training loss at {where}: {bad}; {previous}; {', '.join(hints)}; "
+            "checkpoints/last.ckpt keeps the last finished epoch"
+        )
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Refuse to write a checkpoint whose weights are not finite (the previous file stays)."""
+        floats = {name: value for name, value in checkpoint["state_dict"].items() if torch.is_floating_point(value)}
+        if not floats or bool(torch.stack([torch.isfinite(value).all() for value in floats.values()]).all()):
+            return
+        bad = [name for name, value in floats.items() if not bool(torch.isfinite(value).all())]
+        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        raise NonFiniteError(
+            f"weights became non-finite by epoch {self.trainer.current_epoch + 1}, step {self.trainer.global_step} "
+            f"({', '.join(bad[:3])}{more}); the checkpoint was not written; lower optim.lr or clip the gradients "
+            "(optim.grad_clip=1.0)"
+        )
+
+    def _distinct(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any] | None:
+        """The batch without the images a padding ``DistributedSampler`` repeats (``None``: nothing left).
+
+        Lightning's ``DistributedSampler`` gives every process ``ceil(N / world)`` images by appending the first
+        images again; position ``j`` of process ``r`` is image position ``j * world + r`` of the padded order, a
+        repeat when that is ``N`` or more. Validation leaves those out, so its means are over each image once.
+        """
+        loader = self.trainer.val_dataloaders
+        sampler = getattr(loader, "sampler", None)
+        if not isinstance(sampler, DistributedSampler) or sampler.drop_last:
+            return batch
+        size = len(batch["case_id"])
+        first = batch_idx * loader.batch_size
+        positions = [(first + index) * sampler.num_replicas + sampler.rank for index in range(size)]
+        keep = [position < len(sampler.dataset) for position in positions]
+        if all(keep):
+            return batch
+        if not any(keep):
+            return None
+        mask = torch.tensor(keep, device=batch["image"].device)
+        return {key: _select(value, mask, keep) for key, value in batch.items()}
+
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        distinct = self._distinct(batch, batch_idx)
+        if distinct is None:
+            return
+        batch = distinct
         output = self.model.forward_features(self.model_input(batch))
         total, _ = self.objective(output, batch)
         size = batch["image"].shape[0]
-        self.log("val/loss", total, on_epoch=True, prog_bar=self.reconstruction, batch_size=size)
+        self.log("val/loss", total, on_epoch=True, prog_bar=self.reconstruction, batch_size=size, sync_dist=True)
         if not self.reconstruction:
             dice = batch_dice(output.logits, batch["mask"], self.config.eval.threshold)
-            self.log("val/dice", dice.mean(), on_epoch=True, prog_bar=True, batch_size=size)
+            self.log("val/dice", dice.mean(), on_epoch=True, prog_bar=True, batch_size=size, sync_dist=True)
 
     def configure_optimizers(self) -> dict[str, Any]:
         optim = self.config.optim
