@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pytest
@@ -23,7 +24,6 @@ from medseg.data import (
     cache_root,
     make_splits,
 )
-from medseg.data.cache import IMAGE_FILE, MASK_FILE
 from tests.data import layouts
 from tests.data.folders import folder_config, rgb_image, write_binary_folder, write_image
 from tests.data.test_every_reader import LAYOUTS, config
@@ -67,13 +67,13 @@ def test_images_that_uint8_holds_exactly_are_stored_as_uint8(tmp_path: Path) -> 
     reader = build_reader(cfg)
     cache = PreparedCache(reader, cfg, tmp_path)
     entries = cache.ensure(reader.case_ids()).entries
-    assert {np.load(entry / IMAGE_FILE).dtype for entry in entries} == {np.dtype(np.uint8)}
-    assert {np.load(entry / MASK_FILE).dtype for entry in entries} == {np.dtype(np.uint8)}
+    assert {np.load(entry)["image"].dtype for entry in entries} == {np.dtype(np.uint8)}
+    assert {np.load(entry)["mask"].dtype for entry in entries} == {np.dtype(np.uint8)}
     ids = reader.case_ids()
     assert_same_items(SegmentationDataset(reader, ids, cache=cache), SegmentationDataset(reader, ids), exact=True)
 
     resized = PreparedCache(reader, cfg.model_copy(update={"image_size": 16}), tmp_path)
-    assert np.load(resized.ensure(ids[:1]).entries[0] / IMAGE_FILE).dtype == np.float16
+    assert np.load(resized.ensure(ids[:1]).entries[0])["image"].dtype == np.float16
 
 
 def test_same_settings_reuse_the_cache_without_reading_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -82,7 +82,7 @@ def test_same_settings_reuse_the_cache_without_reading_a_file(tmp_path: Path, mo
     splits = {"train": ["case_00", "case_01", "case_02"], "val": ["case_03"], "test": ["case_04"]}
     first = build_datasets(build_reader(cfg), splits, cfg)["train"]
     assert first.entries is not None
-    written = {entry: (entry / IMAGE_FILE).stat().st_mtime_ns for entry in first.entries}
+    written = {entry: entry.stat().st_mtime_ns for entry in first.entries}
 
     reader = build_reader(cfg)
     loads: list[str] = []
@@ -91,7 +91,7 @@ def test_same_settings_reuse_the_cache_without_reading_a_file(tmp_path: Path, mo
     again = build_datasets(reader, splits, other_run)
     assert loads == []
     assert again["train"].entries == first.entries
-    assert {entry: (entry / IMAGE_FILE).stat().st_mtime_ns for entry in first.entries} == written
+    assert {entry: entry.stat().st_mtime_ns for entry in first.entries} == written
     assert_same_items(again["train"], build_datasets(build_reader(cfg), splits, cfg, cache=False)["train"])
 
 
@@ -182,37 +182,41 @@ def test_an_interrupted_build_leaves_no_entry_and_is_finished_next_time(
     save = np.save
     calls = []
 
-    def killed_after_three_files(path: Path, array: np.ndarray) -> None:
-        calls.append(path)
-        if len(calls) == 4:  # the second case's image is written, its mask never is
+    def killed_while_writing_the_second_entry(stream: BinaryIO, record: np.ndarray) -> None:
+        calls.append(record)
+        if len(calls) == 2:  # half the bytes reach the disk, then the build is interrupted
+            stream.write(b"\x93NUMPY" + bytes(40))
             raise KeyboardInterrupt
-        save(path, array)
+        save(stream, record)
 
-    monkeypatch.setattr(np, "save", killed_after_three_files)
+    monkeypatch.setattr(np, "save", killed_while_writing_the_second_entry)
     with pytest.raises(KeyboardInterrupt):
         cache.ensure(ids)
     monkeypatch.setattr(np, "save", save)
     entries = cache.entries(ids)
-    assert [entry.is_dir() for entry in entries] == [True, False, False, False]
-    leftover = cache.folder / ".tmp-killed"  # what a kill -9 in the middle of an entry leaves behind
-    leftover.mkdir()
-    np.save(leftover / IMAGE_FILE, np.zeros((3, 2, 2), np.float16))
+    assert [entry.is_file() for entry in entries] == [True, False, False, False]
+    assert sorted(path.name for path in cache.folder.iterdir()) == sorted([entries[0].name, "settings.json"])
+    leftover = cache.folder / f".tmp-killed{entries[1].suffix}"  # what a kill -9 while writing leaves behind
+    leftover.write_bytes(b"\x93NUMPY" + bytes(40))
 
     build = cache.ensure(ids)
-    assert build.built == 3 and all(entry.is_dir() for entry in build.entries)
+    assert build.built == 3 and all(entry.is_file() for entry in build.entries)
     assert_same_items(SegmentationDataset(reader, ids, cache=cache), SegmentationDataset(reader, ids))
 
 
-def test_a_concurrent_builder_that_loses_the_race_keeps_the_winners_entry(tmp_path: Path) -> None:
+def test_concurrent_builders_of_one_entry_leave_one_complete_file(tmp_path: Path) -> None:
     root = write_binary_folder(tmp_path / "data", 1)
     cfg = folder_config(root, image_size=16)
-    cache = PreparedCache(build_reader(cfg), cfg, tmp_path / "cache")
-    entry = cache.entries(["case_00"])[0]
-    assert cache.build_entry("case_00", entry) > 0
-    written = (entry / IMAGE_FILE).stat().st_mtime_ns
-    assert cache.build_entry("case_00", entry) == 0  # the rename finds the entry in place
-    assert (entry / IMAGE_FILE).stat().st_mtime_ns == written
-    assert [path.name for path in cache.folder.iterdir()] == [entry.name]  # no temporary folder left
+    reader = build_reader(cfg)
+    first, second = PreparedCache(reader, cfg, tmp_path / "cache"), PreparedCache(reader, cfg, tmp_path / "cache")
+    entry = first.entries(["case_00"])[0]
+    assert first.build_entry("case_00", entry) > 0
+    content = entry.read_bytes()
+    held = np.load(entry, mmap_mode="r")  # a training reading the first copy
+    assert second.build_entry("case_00", entry) == len(content)  # the second rename replaces it by the same bytes
+    assert entry.read_bytes() == content
+    np.testing.assert_array_equal(held["mask"], np.load(entry)["mask"])
+    assert [path.name for path in first.folder.iterdir()] == [entry.name]  # no temporary file left
 
 
 def test_bad_files_fail_when_the_cache_is_built_with_one_line(tmp_path: Path) -> None:

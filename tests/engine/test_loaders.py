@@ -62,10 +62,10 @@ def test_training_reads_train_and_validation_from_one_cache(tmp_path: Path) -> N
     assert train_set.cache.folder == val_set.cache.folder == cache.folder
     assert train_set.entries == cache.entries(train_set.case_ids)
     assert val_set.entries == cache.entries(val_set.case_ids)
-    assert all(entry.is_dir() for entry in train_set.entries + val_set.entries)
+    assert all(entry.is_file() for entry in train_set.entries + val_set.entries)
     reader = build_reader(config.data)
     test_slices = [piece for case in make_splits(reader, config.data)["test"] for piece in reader.slice_ids(case)]
-    built = sorted(path for path in cache.folder.iterdir() if path.is_dir())
+    built = sorted(cache.folder.glob("*.npy"))
     assert built == sorted(train_set.entries + val_set.entries + cache.entries(test_slices))  # checked before training
 
 

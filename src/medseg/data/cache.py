@@ -5,7 +5,7 @@ Preparing a case (decoding its files, :func:`~medseg.data.transforms.prepare_ima
 about 25 ms, its cached copy a fraction of a millisecond. Like nnU-Net's preprocessed folder, the cache keeps the
 prepared arrays (before augmentation, which runs on batches) on disk, in
 
-``<cache dir>/<reader>-<settings hash>/<case>-<entry hash>/{image,mask}.npy``
+``<cache dir>/<reader>-<settings hash>/<case>-<entry hash>.npy``
 
 * ``<cache dir>``: ``data.cache_dir``, else ``$MEDSEG_CACHE``, else ``$XDG_CACHE_HOME/medseg``, else
   ``~/.cache/medseg`` (:func:`cache_root`);
@@ -18,12 +18,13 @@ prepared arrays (before augmentation, which runs on batches) on disk, in
 Images are stored as uint8 codes of ``k / 255`` when that is exact (8-bit images with ``unit`` normalisation at
 their native size), else as float16, which keeps 11 significant bits (relative error at most ``2**-11``, about
 ``5e-4``: a few ten-thousandths on images in [0, 1], about ``1.3e-3`` on ImageNet-normalised ones), or float32
-where float16 would overflow; masks as uint8 (int32 above 255 classes). Volumes are cached slice by slice.
+where float16 would overflow; masks as uint8 (int32 above 255 classes). Each entry is one ``.npy`` file holding
+a record with an ``image`` and a ``mask`` field. Volumes are cached slice by slice.
 
-An entry is written into a temporary folder and renamed into place, so a killed build leaves no partial entry,
-and two processes building the same entry at once both end with one complete copy. Entries are read with
-``np.load(..., mmap_mode="r")`` when a case is served, so DataLoader workers share the page cache and copy
-nothing but the batch.
+An entry is written to a temporary file and renamed into place, so a killed build leaves no partial entry, and
+two processes building the same entry at once write the same bytes: whichever rename comes last, readers only
+ever see a complete file. Entries are opened with ``np.load(..., mmap_mode="r")`` when a case is served, in the
+process serving it (each DataLoader worker), so the workers share the page cache and copy nothing but the batch.
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import tempfile
 import time
 from bisect import bisect_left
@@ -75,8 +75,7 @@ CACHE_ENV = "MEDSEG_CACHE"
 CACHE_FORMAT = 1
 """Version of the entry layout and of the preparation code; a new value starts new caches."""
 
-IMAGE_FILE = "image.npy"
-MASK_FILE = "mask.npy"
+ENTRY_SUFFIX = ".npy"
 _TEMP_PREFIX = ".tmp-"
 _STALE_TEMP_SECONDS = 3600.0
 _CASES_PER_BUILD_WORKER = 32
@@ -211,7 +210,7 @@ class CacheBuild:
     """What :meth:`PreparedCache.ensure` did.
 
     Attributes:
-        entries: the entry folder of each requested case, in order.
+        entries: the entry file of each requested case, in order.
         built: how many entries it had to build.
         seconds: time spent building them.
     """
@@ -274,13 +273,13 @@ class PreparedCache:
         return record
 
     def entries(self, case_ids: Iterable[str]) -> list[Path]:
-        """The entry folder of each case for its files as they are now (whether built or not).
+        """The entry file of each case for its files as they are now (whether built or not).
 
         Args:
             case_ids: 2D case ids (slice ids ``<volume>:<index>`` included).
 
         Returns:
-            One folder per case, in order.
+            One path per case, in order.
         """
         folders = _Folders()
         stats: dict[Path, list[Any]] = {}
@@ -296,7 +295,7 @@ class PreparedCache:
                         stats[path] = [str(path), None, None]
                 sources.append(stats[path])
             digest = _digest([self._settings_hash, case_id, sources])
-            out.append(self.folder / f"{_UNSAFE_NAME.sub('_', case_id)[:80]}-{digest[:20]}")
+            out.append(self.folder / f"{_UNSAFE_NAME.sub('_', case_id)[:80]}-{digest[:20]}{ENTRY_SUFFIX}")
         return out
 
     def prepare(self, case_id: str) -> tuple[np.ndarray, np.ndarray]:
@@ -317,33 +316,35 @@ class PreparedCache:
         return out["image"].numpy(), out["mask"].numpy()
 
     def build_entry(self, case_id: str, entry: Path) -> int:
-        """Prepare one case and write its entry atomically (temporary folder, then rename).
+        """Prepare one case and write its entry atomically (temporary file, then rename).
 
         Args:
             case_id: a 2D case id.
-            entry: its folder from :meth:`entries`.
+            entry: its path from :meth:`entries`.
 
         Returns:
-            The bytes written (0 when another process wrote the entry first).
+            The bytes written.
         """
         image, mask = self.prepare(case_id)
+        stored = encode_image(image)
+        mask = mask.astype(np.uint8 if mask.max(initial=0) < 256 else np.int32)
+        record = np.empty((), [("image", stored.dtype, stored.shape), ("mask", mask.dtype, mask.shape)])
+        record["image"], record["mask"] = stored, mask
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            temp = Path(tempfile.mkdtemp(prefix=_TEMP_PREFIX, dir=self.folder))
+            handle, name = tempfile.mkstemp(prefix=_TEMP_PREFIX, suffix=ENTRY_SUFFIX, dir=self.folder)
         except OSError as error:
             raise self._unwritable(error) from None
+        temp = Path(name)
         try:
-            np.save(temp / IMAGE_FILE, encode_image(image))
-            np.save(temp / MASK_FILE, mask.astype(np.uint8 if mask.max(initial=0) < 256 else np.int32))
-            size = sum(path.stat().st_size for path in temp.iterdir())
-            temp.rename(entry)
-            return size
+            with os.fdopen(handle, "wb") as stream:
+                np.save(stream, record)
+            os.replace(temp, entry)
         except OSError as error:
-            if (entry / MASK_FILE).is_file():  # a concurrent builder renamed its complete copy first
-                return 0
             raise self._unwritable(error) from None
         finally:
-            shutil.rmtree(temp, ignore_errors=True)
+            temp.unlink(missing_ok=True)
+        return entry.stat().st_size
 
     def _unwritable(self, error: OSError) -> DataError:
         return DataError(
@@ -352,14 +353,14 @@ class PreparedCache:
         )
 
     def _remove_stale_temps(self) -> None:
-        """Delete temporary folders that killed builds left behind (older than an hour)."""
+        """Delete the temporary files that killed builds left behind (older than an hour)."""
         if not self.folder.is_dir():
             return
         now = time.time()
         for path in self.folder.glob(f"{_TEMP_PREFIX}*"):
             try:
                 if now - path.stat().st_mtime > _STALE_TEMP_SECONDS:
-                    shutil.rmtree(path, ignore_errors=True)
+                    path.unlink()
             except OSError:
                 continue
 
@@ -389,7 +390,7 @@ class PreparedCache:
             DataError: a case that cannot be read (nothing is written for it).
         """
         entries = self.entries(case_ids)
-        jobs = list({entry: case for case, entry in zip(case_ids, entries, strict=True) if not entry.is_dir()}.items())
+        jobs = list({entry: case for case, entry in zip(case_ids, entries, strict=True) if not entry.is_file()}.items())
         if not jobs:
             return CacheBuild(entries, 0, 0.0)
         started = time.perf_counter()
@@ -414,12 +415,12 @@ class PreparedCache:
         """Bytes the given entries take on disk.
 
         Args:
-            entries: entry folders from :meth:`entries` or :meth:`ensure`.
+            entries: entry files from :meth:`entries` or :meth:`ensure`.
 
         Returns:
-            The total size of their files.
+            Their total size.
         """
-        return sum(path.stat().st_size for entry in entries for path in (entry / IMAGE_FILE, entry / MASK_FILE))
+        return sum(entry.stat().st_size for entry in entries)
 
 
 @contextmanager
@@ -443,11 +444,10 @@ def read_entry(entry: Path) -> tuple[np.ndarray, np.ndarray]:
     """Read one cached case (memory-mapped; only the copy to float32/int64 touches the data).
 
     Args:
-        entry: an entry folder.
+        entry: an entry file.
 
     Returns:
         The image ``(C, S, S)`` float32 and the mask ``(S, S)`` int64.
     """
-    image = decode_image(np.load(entry / IMAGE_FILE, mmap_mode="r"))
-    mask = np.load(entry / MASK_FILE, mmap_mode="r").astype(np.int64)
-    return image, mask
+    record = np.load(entry, mmap_mode="r")
+    return decode_image(record["image"]), record["mask"].astype(np.int64)
