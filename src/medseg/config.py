@@ -642,6 +642,26 @@ def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+_PYTHON_TAG = re.compile(r"tag:yaml\.org,2002:(python/[^'\s]*)")
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """PyYAML's error as one line: what is wrong, and where (its own message spans several lines).
+
+    A Python tag (``!!python/object``, ``!!python/name`` ...) is reported as refused: configs are read with
+    ``yaml.safe_load``, which never constructs Python objects.
+    """
+    if not isinstance(error, yaml.MarkedYAMLError):
+        return f"not valid YAML: {' '.join(str(error).split())}"
+    mark = error.problem_mark or error.context_mark
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    tag = _PYTHON_TAG.search(error.problem or "")
+    if tag:
+        return f"the tag !!{tag.group(1)}{where} is refused: a config holds plain values, never Python objects"
+    what = "; ".join(" ".join(part.split()) for part in (error.context, error.problem) if part)
+    return f"not valid YAML{where}: {what}"
+
+
 _EXPERIMENT_ONLY = {"name", "output_dir", "stages"}
 
 
@@ -671,7 +691,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
         try:
             value = yaml.safe_load(value_text) if value_text.strip() else None
         except yaml.YAMLError as error:
-            raise ConfigError(f"override {text!r}: value is not valid YAML ({error})") from None
+            raise ConfigError(f"override {text!r}: {_yaml_problem(error)}") from None
         _set_dotted(raw, key, value)
         parsed.append((key, value))
     for stage in raw.get("stages") or []:
@@ -707,9 +727,13 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist")
         try:
-            loaded = yaml.safe_load(path.read_text())
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise ConfigError(f"config file {path} cannot be read as UTF-8 text: {error}") from None
+        try:
+            loaded = yaml.safe_load(text)
         except yaml.YAMLError as error:
-            raise ConfigError(f"config file {path} is not valid YAML: {error}") from None
+            raise ConfigError(f"config file {path}: {_yaml_problem(error)}") from None
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"config file {path} must hold a mapping of sections, got {type(loaded).__name__}")
         raw = loaded or {}

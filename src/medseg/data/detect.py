@@ -49,11 +49,14 @@ def detect_format(path: Path) -> str:
         The name of the first reader of :data:`DETECTION_ORDER` whose layout matches.
 
     Raises:
-        DataError: a missing folder, or a folder that matches no layout (the message lists what was looked for).
+        DataError: a missing or empty folder, or a folder that matches no layout (the message lists what was
+            looked for).
     """
     path = Path(path)
     if not path.is_dir():
         raise DataError(f"data folder {path} does not exist")
+    if all(entry.name.startswith(".") for entry in path.iterdir()):  # nothing, or hidden files only
+        raise DataError(f"data folder {path} is empty")
     for reader in DETECTION_ORDER:
         if reader.matches(path):
             return reader.name
