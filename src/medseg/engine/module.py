@@ -174,7 +174,7 @@ class SegmentationTask(pl.LightningModule):
         flags = torch.stack([torch.isfinite(value.float()).all() for value in detached.values()])
         local = bool(flags.all())
         if self.trainer.strategy.reduce_boolean_decision(local, all=True):
-            self._last_finite = (self.trainer.global_step, detached)
+            self._last_finite = (self.trainer.global_step + 1, detached)
             return
         trainer = self.trainer
         where = f"epoch {trainer.current_epoch + 1}, step {trainer.global_step + 1}"
@@ -195,10 +195,9 @@ class SegmentationTask(pl.LightningModule):
             hints.append("clip the gradients (optim.grad_clip=1.0)")
         if precision.startswith("16"):
             hints.append("train in train.precision=bf16-mixed or 32 instead of 16-mixed")
-        raise NonFiniteError(
-            f"non-finite training loss at {where}: {bad}; {previous}; {', '.join(hints)}; "
-            "checkpoints/last.ckpt keeps the last finished epoch"
-        )
+        saved = any(getattr(callback, "best_model_path", "") for callback in trainer.checkpoint_callbacks)
+        kept = "checkpoints/last.ckpt, written before it, is kept" if saved else "no checkpoint had been written yet"
+        raise NonFiniteError(f"non-finite training loss at {where}: {bad}; {previous}; {', '.join(hints)}; {kept}")
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Refuse to write a checkpoint whose weights are not finite (the previous file stays)."""

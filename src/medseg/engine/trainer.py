@@ -46,6 +46,7 @@ __all__ = [
     "MissingExtraError",
     "TrainResult",
     "build_loggers",
+    "check_loggers",
     "create_run_dir",
     "freeze_loaded_parameters",
     "is_rank_zero",
@@ -150,6 +151,28 @@ def _write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
     atomic_write(run_dir / "train_summary.json", lambda stream: stream.write(json.dumps(summary, indent=2).encode()))
 
 
+def check_loggers(config: ExperimentConfig) -> None:
+    """Refuse, before anything is trained or written, loggers whose optional package is not installed.
+
+    Args:
+        config: experiment configuration.
+
+    Raises:
+        MissingExtraError: the message names the logger and the extra to install.
+    """
+    for name in config.train.loggers:
+        package = LOGGER_EXTRAS.get(name)
+        if package is None:
+            continue
+        try:
+            importlib.import_module(package)
+        except ImportError:
+            raise MissingExtraError(
+                f"train.loggers: {name} needs the {package} package, which is not installed: "
+                f"pip install 'medseg[{name}]'"
+            ) from None
+
+
 def build_loggers(config: ExperimentConfig, run_dir: Path, runs: dict[str, str]) -> list[Logger]:
     """Lightning loggers for ``train.loggers``, writing under ``<run_dir>/logs/``.
 
@@ -169,17 +192,7 @@ def build_loggers(config: ExperimentConfig, run_dir: Path, runs: dict[str, str])
     Raises:
         MissingExtraError: a logger's package is not installed; the message names the extra to install.
     """
-    for name in config.train.loggers:
-        package = LOGGER_EXTRAS.get(name)
-        if package is None:
-            continue
-        try:
-            importlib.import_module(package)
-        except ImportError:
-            raise MissingExtraError(
-                f"train.loggers: {name} needs the {package} package, which is not installed: "
-                f"pip install 'medseg[{name}]'"
-            ) from None
+    check_loggers(config)
     from lightning.pytorch import loggers
 
     save_dir = run_dir / "logs"
@@ -403,6 +416,7 @@ def train(
         NonFiniteError: the loss became NaN or infinite (the last good checkpoint stays).
         MissingExtraError: a configured logger is not installed.
     """
+    check_loggers(config)
     rank_zero = is_rank_zero()
     previous: dict[str, Any] = {}
     if resume:
@@ -415,7 +429,6 @@ def train(
     if rank_zero:
         with writing(run_dir):
             run_dir.mkdir(parents=True, exist_ok=True)
-    pl.seed_everything(config.train.seed, workers=True, verbose=False)
     set_threads(config.train.threads)
 
     point = find_resume_point(run_dir / "checkpoints") if resume else None
@@ -435,6 +448,8 @@ def train(
         raise ConfigError(f"training needs non-empty train and val splits, got {sizes}; check data.val_fraction")
     datasets = build_datasets(reader, splits, config.data)
 
+    # seeded here, so that the initial weights do not depend on what reading the data (building its cache) drew
+    pl.seed_everything(config.train.seed, workers=True, verbose=False)
     task = SegmentationTask(config.model_dump(mode="json"))
     load_initial_weights(task.model, config)
 
@@ -516,7 +531,7 @@ def train(
     if rank_zero:
         summary["logger_runs"] = _logger_runs(loggers, runs)
         _write_summary(run_dir, summary)
-    if point is not None:
+    if point is not None and rank_zero:
         log.info(
             "resuming %s from %s: %d epochs and %d steps done%s",
             run_dir,
@@ -525,18 +540,19 @@ def train(
             point.step,
             " (written during the next epoch, which goes on from there)" if point.mid_epoch else "",
         )
-    elif resume:
+    elif resume and rank_zero:
         log.info("resuming %s: no checkpoint was written yet, training starts from epoch 1", run_dir)
-    log.info(
-        "training %s (%.2f M parameters) on %s cases (%s), precision %s, %d epochs -> %s",
-        config.model.name,
-        parameters / 1e6,
-        config.data.dataset,
-        sizes,
-        precision,
-        config.train.epochs,
-        run_dir,
-    )
+    if rank_zero:
+        log.info(
+            "training %s (%.2f M parameters) on %s cases (%s), precision %s, %d epochs -> %s",
+            config.model.name,
+            parameters / 1e6,
+            config.data.dataset,
+            sizes,
+            precision,
+            config.train.epochs,
+            run_dir,
+        )
     started = time.perf_counter()
     try:
         trainer.fit(

@@ -25,7 +25,7 @@ from typing import Any
 
 from medseg.config import ConfigError, ExperimentConfig, load_config, save_config, stage_config
 from medseg.engine.outputs import atomic_write, writing
-from medseg.engine.trainer import TrainResult, create_run_dir, is_rank_zero, train
+from medseg.engine.trainer import TrainResult, check_loggers, create_run_dir, is_rank_zero, train
 
 __all__ = ["RESUME_OVERRIDES", "final_stage_config", "load_run_config", "resume_experiment", "train_experiment"]
 
@@ -136,6 +136,7 @@ def train_experiment(config: ExperimentConfig, run_dir: Path | None = None, resu
     """
     if not config.stages:
         return train(config, run_dir, resume=resume)
+    check_loggers(config)
     previous = {record.get("stage"): record for record in _read_records(run_dir)} if resume and run_dir else {}
     if previous and all(previous.get(stage.name, {}).get("status") == "finished" for stage in config.stages):
         final = previous[config.stages[-1].name]
