@@ -7,6 +7,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 from torch.utils.data import DistributedSampler
+from torchmetrics import MeanMetric
 
 from medseg.config import ExperimentConfig, config_from_dict
 from medseg.data.augment import BatchAugment, batch_generator
@@ -110,6 +111,9 @@ class SegmentationTask(pl.LightningModule):
         self.augment = BatchAugment(self.config.data, intensity=not self.reconstruction)
         self._train_batch = 0
         self._last_finite: tuple[int, dict[str, torch.Tensor]] | None = None
+        # validation means over images, reduced over processes as float sums and counts (not in the state dict)
+        self.val_loss = MeanMetric()
+        self.val_dice = MeanMetric()
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Return the model's logits."""
@@ -241,11 +245,11 @@ class SegmentationTask(pl.LightningModule):
         batch = distinct
         output = self.model.forward_features(self.model_input(batch))
         total, _ = self.objective(output, batch)
-        size = batch["image"].shape[0]
-        self.log("val/loss", total, on_epoch=True, prog_bar=self.reconstruction, batch_size=size, sync_dist=True)
+        self.val_loss.update(total.detach(), weight=batch["image"].shape[0])
+        self.log("val/loss", self.val_loss, on_epoch=True, prog_bar=self.reconstruction)
         if not self.reconstruction:
-            dice = batch_dice(output.logits, batch["mask"], self.config.eval.threshold)
-            self.log("val/dice", dice.mean(), on_epoch=True, prog_bar=True, batch_size=size, sync_dist=True)
+            self.val_dice.update(batch_dice(output.logits, batch["mask"], self.config.eval.threshold))
+            self.log("val/dice", self.val_dice, on_epoch=True, prog_bar=True)
 
     def configure_optimizers(self) -> dict[str, Any]:
         optim = self.config.optim
