@@ -112,7 +112,7 @@ def train(
     with _user_errors():
         from medseg.config import ConfigError, load_config
         from medseg.engine.trainer import is_rank_zero
-        from medseg.evaluation import evaluate_run
+        from medseg.evaluation import evaluate_run, training_device
         from medseg.recipes import final_stage_config, resume_experiment, train_experiment
 
         _quiet_lightning()
@@ -141,7 +141,7 @@ def train(
         elif final_stage_config(experiment).train.task != "segmentation":
             console.print("not evaluated: the run trains reconstruction, not segmentation")
         else:
-            _print_evaluation(evaluate_run(result.run_dir))
+            _print_evaluation(evaluate_run(result.run_dir, device=training_device(experiment)))
 
 
 @app.command()
@@ -154,13 +154,26 @@ def evaluate(
     protocol: Annotated[
         str | None, typer.Option(help="evaluation protocol (default: eval.protocol of the run)")
     ] = None,
+    device: Annotated[
+        str | None,
+        typer.Option(help="auto (the GPU when there is one), cpu, cuda or cuda:N (default: eval.device of the run)"),
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="model inputs (images or slices) per batch (default: eval.batch_size)")
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="processes computing the metrics beside the model, 0: none (default: eval.metric_workers)"),
+    ] = None,
 ) -> None:
     """Evaluate a run: per-case JSON, summary.json and a Markdown report with overlays of the worst cases, in
     runs/<name>/evaluation/<split>[-<protocol>][-<checkpoint>]/."""
     with _user_errors():
         from medseg.evaluation import evaluate_run
 
-        output = evaluate_run(run_dir, split, checkpoint, protocol)
+        output = evaluate_run(
+            run_dir, split, checkpoint, protocol, device=device, batch_size=batch_size, workers=workers
+        )
     _print_evaluation(output)
 
 

@@ -373,6 +373,14 @@ class EvalConfig(_Section):
         both_empty: score of Dice/IoU/precision/recall when prediction and ground truth are both empty:
             ``one`` (perfect) or ``nan`` (undefined, left out of the mean).
         overlays: number of overlay images in the report.
+        device: where ``medseg evaluate`` runs the model: ``auto`` (the first GPU when there is one, else the
+            CPU), ``cpu``, ``cuda`` or ``cuda:N`` (``--device`` overrides it; ``medseg train`` evaluates on the
+            device it trained on).
+        precision: ``auto`` (the run's training precision on a GPU, float32 on the CPU), ``32``, ``bf16-mixed``
+            or ``16-mixed``; the summary states the one used.
+        batch_size: model inputs per batch (images, or slices of volumes, taken from consecutive cases).
+        metric_workers: processes that compute the per-case metrics while the model predicts: ``auto`` (one per
+            CPU but one, at least one) or a number; 0 computes them in the main process.
     """
 
     split: str = "test"
@@ -381,6 +389,22 @@ class EvalConfig(_Section):
     hd95_empty: Literal["nan", "diagonal"] = "nan"
     both_empty: Literal["one", "nan"] = "one"
     overlays: int = Field(8, ge=0)
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
+    precision: Literal["auto", "32", "bf16-mixed", "16-mixed"] = "auto"
+    batch_size: int = Field(16, ge=1)
+    metric_workers: int | Literal["auto"] = "auto"
+
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _eval_precision_as_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int) else value
+
+    @field_validator("metric_workers")
+    @classmethod
+    def _no_negative_workers(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 0:
+            raise ValueError("must be 0 (the main process), a positive number or auto")
+        return value
 
 
 class StageConfig(_Section):

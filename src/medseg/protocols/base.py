@@ -3,6 +3,15 @@
 Papers disagree on resizing, thresholds, empty masks and aggregation, so their numbers are only comparable under
 the same rules. Every summary a protocol writes names the protocol, the split, the checkpoint rule and the number
 of cases, so numbers computed under different rules are never mixed up.
+
+A protocol evaluates a case in three steps, so that :func:`medseg.evaluation.evaluate_run` can run the model on
+batches gathered from several cases and score cases in worker processes meanwhile:
+
+1. :meth:`Protocol.inputs`: the case's model inputs at the input size (one per image, one per slice of a volume);
+2. :meth:`Protocol.labels`: the label map to score, from the model's probabilities of those inputs;
+3. :meth:`Protocol.score_task`: the scoring, a picklable :class:`~medseg.metrics.scoring.ScoreTask` (numpy only).
+
+:meth:`Protocol.evaluate_case` and :meth:`Protocol.evaluate_volume` run the three steps for one case here.
 """
 
 from __future__ import annotations
@@ -18,8 +27,12 @@ from medseg.data import LoadedCase
 from medseg.errors import MedsegError
 from medseg.inference import Predictor
 from medseg.metrics import EmptyPolicy, summarize
+from medseg.metrics.scoring import CaseScores, ScoreTask
 
-__all__ = ["CaseResult", "Protocol", "ProtocolContext", "format_metric", "resize_bilinear"]
+__all__ = ["SLICE_BATCH", "CaseResult", "Protocol", "ProtocolContext", "format_metric", "resize_bilinear"]
+
+SLICE_BATCH = 16
+"""Inputs per model call when one case is evaluated on its own (:meth:`Protocol.evaluate_case`)."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +71,20 @@ class CaseResult:
     per_class: dict[str, dict[str, float]] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
     prediction: np.ndarray | None = None
+
+    @classmethod
+    def from_scores(cls, case_id: str, scores: CaseScores, prediction: np.ndarray | None = None) -> CaseResult:
+        """The result of a scored case.
+
+        Args:
+            case_id: the case.
+            scores: what :meth:`Protocol.score_task` computed.
+            prediction: the label map that was scored, kept for the overlay.
+
+        Returns:
+            The result.
+        """
+        return cls(case_id, scores.metrics, per_class=scores.per_class, info=scores.info, prediction=prediction)
 
     def to_json(self) -> dict[str, Any]:
         """Return a JSON-ready mapping (NaN becomes ``None``)."""
@@ -129,6 +156,69 @@ class Protocol:
     def __init__(self, context: ProtocolContext) -> None:
         self.context = context
 
+    def check_cases(self, volumes: bool) -> None:
+        """Refuse cases of the other kind than this protocol evaluates.
+
+        Args:
+            volumes: whether the cases are volumes (else 2D images).
+
+        Raises:
+            MedsegError: 2D images for a per-volume protocol, or volumes for a 2D one.
+        """
+        if self.volumetric and not volumes:
+            raise MedsegError(f"protocol {self.name} evaluates volumes, but this split holds 2D images")
+        if volumes and not self.volumetric:
+            raise MedsegError(
+                f"protocol {self.name} evaluates 2D images, but this split holds volumes; "
+                "use a per-volume protocol such as transunet_acdc or transunet_synapse"
+            )
+
+    def inputs(self, predictor: Predictor, case: Any) -> torch.Tensor:
+        """The model inputs of one case, prepared as in training and at the input size.
+
+        Args:
+            predictor: the model with its preprocessing.
+            case: a :class:`~medseg.data.LoadedCase` (2D protocols) or :class:`~medseg.data.LoadedVolume`.
+
+        Returns:
+            ``(N, in_channels, S, S)`` on the predictor's device: one row for an image, one per slice of a volume.
+        """
+        raise NotImplementedError
+
+    def labels(self, predictor: Predictor, case: Any, probs: torch.Tensor) -> np.ndarray:
+        """The label map this protocol scores, from the probabilities of the case's :meth:`inputs`.
+
+        Args:
+            predictor: the model with its preprocessing.
+            case: the case.
+            probs: ``(N, K, S, S)`` probabilities of its inputs, in their order.
+
+        Returns:
+            int64 class indices at the size the protocol scores at.
+        """
+        raise NotImplementedError
+
+    def score_task(self, case: Any, prediction: np.ndarray) -> ScoreTask:
+        """The scoring of one case, to run here or in a worker process.
+
+        Args:
+            case: the case (its ground truth).
+            prediction: what :meth:`labels` returned for it.
+
+        Returns:
+            The task; its scores become the case's :class:`CaseResult`.
+        """
+        raise NotImplementedError
+
+    def _evaluate(self, predictor: Predictor, case: Any) -> CaseResult:
+        """Predict (:data:`SLICE_BATCH` inputs per model call) and score one case in this process."""
+        inputs = self.inputs(predictor, case)
+        probs = torch.cat(
+            [predictor.probabilities(inputs[i : i + SLICE_BATCH]) for i in range(0, len(inputs), SLICE_BATCH)]
+        )
+        prediction = self.labels(predictor, case, probs)
+        return CaseResult.from_scores(case.case_id, self.score_task(case, prediction).run(), prediction)
+
     def evaluate_case(self, predictor: Predictor, case: LoadedCase) -> CaseResult:
         """Predict one 2D case and compute its metrics.
 
@@ -138,8 +228,12 @@ class Protocol:
 
         Returns:
             The case's metrics and prediction.
+
+        Raises:
+            MedsegError: the protocol evaluates volumes.
         """
-        raise MedsegError(f"protocol {self.name} evaluates volumes, but this split holds 2D images")
+        self.check_cases(volumes=False)
+        return self._evaluate(predictor, case)
 
     def evaluate_volume(self, predictor: Predictor, volume: Any) -> CaseResult:
         """Predict one volume slice by slice and compute its metrics.
@@ -150,11 +244,12 @@ class Protocol:
 
         Returns:
             The volume's metrics and 3D prediction.
+
+        Raises:
+            MedsegError: the protocol evaluates 2D images.
         """
-        raise MedsegError(
-            f"protocol {self.name} evaluates 2D images, but this split holds volumes; "
-            "use a per-volume protocol such as transunet_acdc or transunet_synapse"
-        )
+        self.check_cases(volumes=True)
+        return self._evaluate(predictor, volume)
 
     def summarize(self, results: list[CaseResult]) -> dict[str, Any]:
         """Aggregate case results: mean, std, median, valid and undefined counts per metric (and per class).

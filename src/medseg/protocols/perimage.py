@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+import torch
+
 from medseg.data import LoadedCase
 from medseg.errors import MedsegError
 from medseg.inference import Predictor
-from medseg.metrics import EmptyPolicy, binary_case_metrics, mean_over_classes, multiclass_case_metrics
+from medseg.metrics import EmptyPolicy, mean_over_classes
+from medseg.metrics.scoring import ScoreTask, compact_labels, score_perimage
 from medseg.protocols.base import CaseResult, Protocol, ProtocolContext
 
 __all__ = ["PerImageBinaryCleanProtocol", "PerImageBinaryProtocol", "PerImageProtocol"]
@@ -41,21 +45,23 @@ class PerImageProtocol(Protocol):
         """The empty-mask policy this protocol applies."""
         return self.context.policy
 
-    def evaluate_case(self, predictor: Predictor, case: LoadedCase) -> CaseResult:
-        prediction = predictor.predict(case.image)
-        info: dict[str, Any] = {"height": int(case.mask.shape[0]), "width": int(case.mask.shape[1])}
-        if self.context.num_classes == 2:
-            values = binary_case_metrics(prediction > 0, case.mask > 0, policy=self.policy())
-            info["empty_case"] = values.pop("empty_case")
-            metrics = {k: float(values[k]) for k in self.metrics}
-            return CaseResult(case.case_id, metrics, info=info, prediction=prediction)
-        names = ("background", *self.context.class_names)
-        values = multiclass_case_metrics(
-            prediction, case.mask, self.context.num_classes, policy=self.policy(), class_names=names
-        )
-        per_class = {name: {k: float(v[k]) for k in self.metrics} for name, v in values["per_class"].items()}
-        metrics = {k: float(values["mean"][k]) for k in self.metrics}
-        return CaseResult(case.case_id, metrics, per_class=per_class, info=info, prediction=prediction)
+    def inputs(self, predictor: Predictor, case: LoadedCase) -> torch.Tensor:
+        return predictor.model_input(case.image)
+
+    def labels(self, predictor: Predictor, case: LoadedCase, probs: torch.Tensor) -> np.ndarray:
+        restored = predictor.restore(probs, case.image.shape[:2])
+        return predictor.label_map(restored)[0].cpu().numpy()
+
+    def score_task(self, case: LoadedCase, prediction: np.ndarray) -> ScoreTask:
+        arguments = {
+            "prediction": compact_labels(prediction),
+            "mask": compact_labels(case.mask),
+            "num_classes": self.context.num_classes,
+            "class_names": self.context.class_names,
+            "policy": self.policy(),
+            "metrics": self.metrics,
+        }
+        return ScoreTask(score_perimage, arguments)
 
     def summarize(self, results: list[CaseResult]) -> dict[str, Any]:
         """Aggregate over images, stating the aggregation and the distance unit (multi-class: both orders).

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from medseg.data import LoadedCase
 from medseg.errors import MedsegError
 from medseg.inference import Predictor
-from medseg.metrics import resunetpp_case_metrics
-from medseg.protocols.base import CaseResult, Protocol, ProtocolContext
+from medseg.metrics.scoring import ScoreTask, compact_labels, score_resunetpp
+from medseg.protocols.base import Protocol, ProtocolContext
 from medseg.protocols.eightbit import resize_linear_u8, stored_mask_u8
-from medseg.protocols.uctransnet import predict_at_size_u8
+from medseg.protocols.uctransnet import input_at_size_u8
 
 __all__ = ["ResUNetPPKvasirProtocol"]
 
@@ -39,9 +40,23 @@ class ResUNetPPKvasirProtocol(Protocol):
             raise MedsegError(f"protocol {self.name} is for binary tasks, got {context.num_classes} classes")
         super().__init__(context)
 
-    def evaluate_case(self, predictor: Predictor, case: LoadedCase) -> CaseResult:
+    def inputs(self, predictor: Predictor, case: LoadedCase) -> torch.Tensor:
+        return input_at_size_u8(predictor, case, self.context.image_size)
+
+    def labels(self, predictor: Predictor, case: LoadedCase, probs: torch.Tensor) -> np.ndarray:
+        return (probs[0, 0] > self.context.threshold).long().cpu().numpy()
+
+    def truth(self, case: LoadedCase) -> np.ndarray:
+        """The ground truth at the input size, from the stored 8-bit mask resized as the official script does.
+
+        Args:
+            case: the loaded case.
+
+        Returns:
+            ``(S, S)`` boolean mask.
+        """
         size = self.context.image_size
-        prediction = predict_at_size_u8(predictor, case, size, self.context.threshold)
-        truth = resize_linear_u8(stored_mask_u8(case.mask), (size, size)) > 0
-        metrics = resunetpp_case_metrics(prediction, truth)
-        return CaseResult(case.case_id, metrics, prediction=prediction.astype(np.int64))
+        return resize_linear_u8(stored_mask_u8(case.mask), (size, size)) > 0
+
+    def score_task(self, case: LoadedCase, prediction: np.ndarray) -> ScoreTask:
+        return ScoreTask(score_resunetpp, {"prediction": compact_labels(prediction), "truth": self.truth(case)})

@@ -10,14 +10,8 @@ from scipy import ndimage
 
 from medseg.errors import MedsegError
 from medseg.inference import Predictor
-from medseg.metrics import (
-    ASSD_DEFINITIONS,
-    AssdDefinition,
-    EmptyPolicy,
-    binary_case_metrics,
-    mean_over_classes,
-    transunet_case_metrics,
-)
+from medseg.metrics import ASSD_DEFINITIONS, AssdDefinition, mean_over_classes
+from medseg.metrics.scoring import ScoreTask, compact_labels, score_transunet
 from medseg.protocols.base import CaseResult, Protocol, ProtocolContext
 
 __all__ = [
@@ -29,10 +23,7 @@ __all__ = [
     "TransUNetSynapseProtocol",
     "TransUNetVolumeCleanProtocol",
     "TransUNetVolumeProtocol",
-    "predict_volume_transunet",
 ]
-
-SLICE_BATCH = 16
 
 FAITHFUL_AGGREGATION = (
     "per volume: mean over the foreground classes; metrics: mean over volumes of those per-volume means, equal to "
@@ -46,35 +37,6 @@ CLEAN_AGGREGATION = (
     "defined; mean_over_classes: the mean of those per-class means, the other order, which differs from metrics "
     "when values are undefined"
 )
-
-
-def predict_volume_transunet(predictor: Predictor, image: np.ndarray, size: int) -> np.ndarray:
-    """Predict a volume slice by slice the way TransUNet's ``test_single_volume`` does.
-
-    Each slice is resized to ``size`` with cubic spline interpolation (``scipy.ndimage.zoom`` order 3), prepared
-    as in training, predicted (softmax, argmax), and the label map is resized back with order 0.
-
-    Args:
-        predictor: the model with its preprocessing.
-        image: ``(D, H, W)`` or ``(D, H, W, C)`` volume.
-        size: the model's input size.
-
-    Returns:
-        ``(D, H, W)`` int64 label volume.
-    """
-    depth, height, width = image.shape[:3]
-    zoom_in = (size / height, size / width) + (1,) * (image.ndim - 3)
-    prediction = np.zeros((depth, height, width), dtype=np.int64)
-    for start in range(0, depth, SLICE_BATCH):
-        stop = min(start + SLICE_BATCH, depth)
-        batch = torch.cat(
-            [predictor.prepare(ndimage.zoom(image[i].astype(np.float32), zoom_in, order=3)) for i in range(start, stop)]
-        )
-        probs = predictor.probabilities(batch)
-        labels = (probs[:, 0] > predictor.threshold).long() if probs.shape[1] == 1 else probs.argmax(1)
-        for offset, label_map in enumerate(labels.cpu().numpy()):
-            prediction[start + offset] = ndimage.zoom(label_map, (height / size, width / size), order=0)
-    return prediction
 
 
 class TransUNetProtocol(Protocol):
@@ -94,6 +56,7 @@ class TransUNetProtocol(Protocol):
     expected_classes: int | None = None
     assd_definition: AssdDefinition = "mean_of_directed"
     aggregation: str = FAITHFUL_AGGREGATION
+    clean: bool = False
 
     def __init__(self, context: ProtocolContext) -> None:
         if self.expected_classes is not None and context.num_classes != self.expected_classes:
@@ -102,27 +65,51 @@ class TransUNetProtocol(Protocol):
             )
         super().__init__(context)
 
-    def class_metrics(self, pred: np.ndarray, truth: np.ndarray, spacing: Any) -> dict[str, float]:
-        """Metrics of one class in one volume under this protocol's conventions."""
-        return transunet_case_metrics(pred, truth)
+    def inputs(self, predictor: Predictor, case: Any) -> torch.Tensor:
+        """The slices as TransUNet's ``test_single_volume`` feeds them: each zoomed to the input size with cubic
+        splines (``scipy.ndimage.zoom`` order 3), then prepared as in training.
 
-    def evaluate_volume(self, predictor: Predictor, volume: Any) -> CaseResult:
-        prediction = predict_volume_transunet(predictor, volume.image, self.context.image_size)
-        per_class = {
-            name: self.class_metrics(prediction == index, volume.mask == index, volume.spacing)
-            for index, name in enumerate(self.context.class_names, start=1)
+        Args:
+            predictor: the model with its preprocessing.
+            case: the loaded volume, ``(D, H, W)`` or ``(D, H, W, C)``.
+
+        Returns:
+            ``(D, in_channels, S, S)`` on the predictor's device.
+        """
+        image = case.image
+        size = self.context.image_size
+        zoom_in = (size / image.shape[1], size / image.shape[2]) + (1,) * (image.ndim - 3)
+        slices = [ndimage.zoom(image[i].astype(np.float32), zoom_in, order=3) for i in range(image.shape[0])]
+        return torch.cat([predictor.prepare(array) for array in slices])
+
+    def labels(self, predictor: Predictor, case: Any, probs: torch.Tensor) -> np.ndarray:
+        """Softmax argmax (threshold for one channel) of each slice, zoomed back to the slice size with order 0.
+
+        Args:
+            predictor: the model with its preprocessing.
+            case: the loaded volume.
+            probs: ``(D, K, S, S)`` probabilities of its slices.
+
+        Returns:
+            ``(D, H, W)`` int64 label volume.
+        """
+        depth, height, width = case.image.shape[:3]
+        size = self.context.image_size
+        prediction = np.zeros((depth, height, width), dtype=np.int64)
+        for index, label_map in enumerate(predictor.label_map(probs).cpu().numpy()):
+            prediction[index] = ndimage.zoom(label_map, (height / size, width / size), order=0)
+        return prediction
+
+    def score_task(self, case: Any, prediction: np.ndarray) -> ScoreTask:
+        arguments = {
+            "prediction": compact_labels(prediction),
+            "mask": compact_labels(case.mask),
+            "class_names": self.context.class_names,
+            "spacing": case.spacing,
+            "metrics": self.metrics,
+            "clean": self.clean,
         }
-        metrics = {
-            key: float(np.nanmean(values)) if not np.isnan(values).all() else float("nan")
-            for key in self.metrics
-            for values in [np.array([per_class[name][key] for name in per_class], dtype=float)]
-        }
-        info = {
-            "slices": int(volume.mask.shape[0]),
-            "height": int(volume.mask.shape[1]),
-            "width": int(volume.mask.shape[2]),
-        }
-        return CaseResult(volume.case_id, metrics, per_class=per_class, info=info, prediction=prediction)
+        return ScoreTask(score_transunet, arguments)
 
     def distance_unit(self, results: list[CaseResult]) -> str:
         """The unit of HD95 and ASSD in the summary.
@@ -176,15 +163,7 @@ class TransUNetCleanProtocol(TransUNetProtocol):
 
     assd_definition: AssdDefinition = "pooled"
     aggregation: str = CLEAN_AGGREGATION
-
-    def class_metrics(self, pred: np.ndarray, truth: np.ndarray, spacing: Any) -> dict[str, float]:
-        values = binary_case_metrics(pred, truth, spacing, EmptyPolicy(both_empty="nan", hd95_empty="nan"))
-        return {"dice": values["dice"], "hd95": values["hd95"], "jaccard": values["iou"], "assd": values["assd"]}
-
-    def evaluate_volume(self, predictor: Predictor, volume: Any) -> CaseResult:
-        result = super().evaluate_volume(predictor, volume)
-        result.info["distance_unit"] = "voxels" if volume.spacing is None else "mm"
-        return result
+    clean = True
 
     def distance_unit(self, results: list[CaseResult]) -> str:
         """The unit of HD95 and ASSD: mm when every volume has a spacing, voxels when none has.

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from medseg.data import LoadedCase
 from medseg.errors import MedsegError
 from medseg.inference import Predictor
-from medseg.metrics import EmptyPolicy, binary_case_metrics, uctransnet_case_metrics
-from medseg.protocols.base import CaseResult, Protocol, ProtocolContext, resize_bilinear
+from medseg.metrics.scoring import ScoreTask, compact_labels, score_binary_clean, score_uctransnet
+from medseg.protocols.base import Protocol, ProtocolContext, resize_bilinear
 from medseg.protocols.eightbit import case_mask_u8, resize_linear_u8
 
-__all__ = ["UCTransNet2DCleanProtocol", "UCTransNet2DProtocol", "predict_at_size_u8"]
+__all__ = ["UCTransNet2DCleanProtocol", "UCTransNet2DProtocol", "input_at_size_u8"]
 
 
-def predict_at_size_u8(predictor: Predictor, case: LoadedCase, size: int, threshold: float) -> np.ndarray:
-    """Binary prediction at ``size`` x ``size`` from the image resized the 8-bit way of OpenCV-based loaders.
+def input_at_size_u8(predictor: Predictor, case: LoadedCase, size: int) -> torch.Tensor:
+    """The model input at ``size`` x ``size``, from the image resized the 8-bit way of OpenCV-based loaders.
 
     A uint8 image (2D datasets) is resized in uint8 by :func:`~medseg.protocols.eightbit.resize_linear_u8` and
     then prepared as in training (``unit`` normalisation divides by 255); a float image (slices of volumes) is
@@ -25,16 +26,13 @@ def predict_at_size_u8(predictor: Predictor, case: LoadedCase, size: int, thresh
         predictor: the model with its preprocessing.
         case: the loaded image.
         size: the side of the square input.
-        threshold: foreground when the probability is strictly greater.
 
     Returns:
-        ``(size, size)`` boolean prediction.
+        ``(1, in_channels, size, size)`` on the predictor's device.
     """
     if case.image.dtype == np.uint8:
-        batch = predictor.prepare(resize_linear_u8(case.image, (size, size)))
-    else:
-        batch = resize_bilinear(predictor.prepare(case.image), (size, size))
-    return (predictor.probabilities(batch)[0, 0] > threshold).cpu().numpy()
+        return predictor.prepare(resize_linear_u8(case.image, (size, size)))
+    return resize_bilinear(predictor.prepare(case.image), (size, size))
 
 
 class UCTransNet2DProtocol(Protocol):
@@ -63,16 +61,26 @@ class UCTransNet2DProtocol(Protocol):
             raise MedsegError(f"protocol {self.name} is for binary tasks, got {context.num_classes} classes")
         super().__init__(context)
 
-    def _predict_at_size(self, predictor: Predictor, case: LoadedCase) -> tuple[np.ndarray, np.ndarray]:
-        size = self.context.image_size
-        prediction = predict_at_size_u8(predictor, case, size, self.context.threshold)
-        truth = resize_linear_u8(case_mask_u8(case), (size, size)) > 0
-        return prediction, truth
+    def inputs(self, predictor: Predictor, case: LoadedCase) -> torch.Tensor:
+        return input_at_size_u8(predictor, case, self.context.image_size)
 
-    def evaluate_case(self, predictor: Predictor, case: LoadedCase) -> CaseResult:
-        prediction, truth = self._predict_at_size(predictor, case)
-        metrics = uctransnet_case_metrics(prediction, truth)
-        return CaseResult(case.case_id, metrics, prediction=prediction.astype(np.int64))
+    def labels(self, predictor: Predictor, case: LoadedCase, probs: torch.Tensor) -> np.ndarray:
+        return (probs[0, 0] > self.context.threshold).long().cpu().numpy()
+
+    def truth(self, case: LoadedCase) -> np.ndarray:
+        """The ground truth at the input size, from the stored 8-bit mask resized as the official loader does.
+
+        Args:
+            case: the loaded case.
+
+        Returns:
+            ``(S, S)`` boolean mask.
+        """
+        size = self.context.image_size
+        return resize_linear_u8(case_mask_u8(case), (size, size)) > 0
+
+    def score_task(self, case: LoadedCase, prediction: np.ndarray) -> ScoreTask:
+        return ScoreTask(score_uctransnet, {"prediction": compact_labels(prediction), "truth": self.truth(case)})
 
 
 class UCTransNet2DCleanProtocol(UCTransNet2DProtocol):
@@ -84,10 +92,6 @@ class UCTransNet2DCleanProtocol(UCTransNet2DProtocol):
         "are undefined and left out of the means"
     )
 
-    def evaluate_case(self, predictor: Predictor, case: LoadedCase) -> CaseResult:
-        prediction, truth = self._predict_at_size(predictor, case)
-        values = binary_case_metrics(prediction, truth, policy=EmptyPolicy(both_empty="nan", hd95_empty="nan"))
-        metrics = {name: float(values[name]) for name in self.metrics}
-        return CaseResult(
-            case.case_id, metrics, info={"empty_case": values["empty_case"]}, prediction=prediction.astype(np.int64)
-        )
+    def score_task(self, case: LoadedCase, prediction: np.ndarray) -> ScoreTask:
+        arguments = {"prediction": compact_labels(prediction), "truth": self.truth(case), "metrics": self.metrics}
+        return ScoreTask(score_binary_clean, arguments)

@@ -10,7 +10,8 @@ import torch
 from medseg.data import LoadedCase
 from medseg.errors import MedsegError
 from medseg.inference import Predictor
-from medseg.metrics import confusion_counts, global_confusion_metrics
+from medseg.metrics import global_confusion_metrics
+from medseg.metrics.scoring import ScoreTask, compact_labels, score_vmunet
 from medseg.protocols.base import CaseResult, Protocol, ProtocolContext, format_metric, resize_bilinear
 
 __all__ = ["VMUNetGlobalProtocol"]
@@ -40,20 +41,28 @@ class VMUNetGlobalProtocol(Protocol):
             raise MedsegError(f"protocol {self.name} is for binary tasks, got {context.num_classes} classes")
         super().__init__(context)
 
-    def evaluate_case(self, predictor: Predictor, case: LoadedCase) -> CaseResult:
+    def inputs(self, predictor: Predictor, case: LoadedCase) -> torch.Tensor:
         size = (self.context.image_size, self.context.image_size)
-        probs = predictor.probabilities(resize_bilinear(predictor.prepare(case.image), size))
-        prediction = (probs[0, 0] >= self.context.threshold).cpu().numpy()
+        return resize_bilinear(predictor.prepare(case.image), size)
+
+    def labels(self, predictor: Predictor, case: LoadedCase, probs: torch.Tensor) -> np.ndarray:
+        return (probs[0, 0] >= self.context.threshold).long().cpu().numpy()
+
+    def truth(self, case: LoadedCase) -> np.ndarray:
+        """The ground truth at the input size: the mask resized bilinearly (on the CPU), then ``>= 0.5``.
+
+        Args:
+            case: the loaded case.
+
+        Returns:
+            ``(S, S)`` boolean mask.
+        """
+        size = (self.context.image_size, self.context.image_size)
         mask = torch.from_numpy((case.mask > 0).astype(np.float32))[None, None]
-        truth = (resize_bilinear(mask, size)[0, 0] >= 0.5).numpy()
-        tp, fp, fn, tn = confusion_counts(prediction, truth)
-        dice = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else float("nan")
-        return CaseResult(
-            case.case_id,
-            {"dice": dice},
-            info={"tp": tp, "fp": fp, "fn": fn, "tn": tn},
-            prediction=prediction.astype(np.int64),
-        )
+        return (resize_bilinear(mask, size)[0, 0] >= 0.5).numpy()
+
+    def score_task(self, case: LoadedCase, prediction: np.ndarray) -> ScoreTask:
+        return ScoreTask(score_vmunet, {"prediction": compact_labels(prediction), "truth": self.truth(case)})
 
     def summarize(self, results: list[CaseResult]) -> dict[str, Any]:
         totals = {key: sum(int(r.info[key]) for r in results) for key in ("tp", "fp", "fn", "tn")}

@@ -1,0 +1,87 @@
+"""Batched, pooled evaluation gives the numbers of the serial CPU evaluation it replaced, case by case.
+
+The references under ``tests/fixtures/evaluation/`` are the ``cases.json`` and ``summary.json`` that the serial
+evaluation (one image per model call, metrics in the main process) wrote for three tiny runs: binary 2D images of
+varied sizes, multi-class 2D images and ACDC-like volumes (see ``tests/fixtures/make_evaluation_fixtures.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from medseg.evaluation import evaluate_run
+from medseg.reports.markdown import rank_cases
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "evaluation"
+CASES = [
+    (run.name, expected.stem)
+    for run in sorted(FIXTURES.iterdir())
+    if run.is_dir()
+    for expected in sorted((run / "expected").glob("*.json"))
+]
+TOLERANCE = 1e-6
+
+
+def copy_run(name: str, into: Path) -> Path:
+    """A writable copy of a stored run (folder ``run``, as when the references were written) whose ``data.root``
+    points at the stored data."""
+    run = into / name / "run"
+    shutil.copytree(FIXTURES / name / "run", run)
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["data"]["root"] = str(FIXTURES / name / "data")
+    (run / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return run
+
+
+def assert_same(actual: Any, expected: Any, where: str) -> None:
+    """Equal structure and text; numbers within :data:`TOLERANCE`; ``None`` (undefined) only where expected."""
+    if isinstance(expected, dict):
+        assert isinstance(actual, dict) and set(expected) <= set(actual), f"{where}: {actual} vs {expected}"
+        for key, value in expected.items():
+            assert_same(actual[key], value, f"{where}.{key}")
+    elif isinstance(expected, list):
+        assert isinstance(actual, list) and len(actual) == len(expected), f"{where}: {actual} vs {expected}"
+        for index, (got, want) in enumerate(zip(actual, expected, strict=True)):
+            assert_same(got, want, f"{where}[{index}]")
+    elif isinstance(expected, float) and not isinstance(actual, bool):
+        assert isinstance(actual, int | float) and math.isclose(actual, expected, rel_tol=0, abs_tol=TOLERANCE), (
+            f"{where}: {actual} vs {expected}"
+        )
+    else:
+        assert actual == expected, f"{where}: {actual!r} vs {expected!r}"
+
+
+@pytest.mark.parametrize(("fixture", "protocol"), CASES, ids=[f"{name}-{protocol}" for name, protocol in CASES])
+def test_batched_pooled_evaluation_matches_the_serial_reference(fixture: str, protocol: str, tmp_path: Path) -> None:
+    expected = json.loads((FIXTURES / fixture / "expected" / f"{protocol}.json").read_text())
+    run = copy_run(fixture, tmp_path)
+    output = evaluate_run(run, protocol=protocol, progress=False, device="cpu", batch_size=4, workers=2)
+    cases = json.loads((output.directory / "cases.json").read_text())
+    assert [case["case_id"] for case in cases] == [case["case_id"] for case in expected["cases"]]
+    for case, reference in zip(cases, expected["cases"], strict=True):
+        assert set(case) == set(reference), case["case_id"]
+        assert_same(case, reference, case["case_id"])
+    assert_same(output.summary, expected["summary"], "summary")
+    assert (output.summary["device"], output.summary["precision"]) == ("cpu", "32")
+    overlays = re.findall(r"!\[([^\]]+)\]\(overlays/", output.report.read_text())
+    count = yaml.safe_load((run / "config.yaml").read_text())["eval"]["overlays"]
+    assert overlays == [case["case_id"] for case in rank_cases(expected["cases"])[:count]]
+    assert sorted(path.stem for path in (output.directory / "overlays").glob("*.png")) == sorted(overlays)
+
+
+@pytest.mark.parametrize(("fixture", "protocol"), [("binary2d", "perimage_binary"), ("acdc", "transunet_acdc_clean")])
+def test_one_input_per_batch_in_process_matches_too(fixture: str, protocol: str, tmp_path: Path) -> None:
+    expected = json.loads((FIXTURES / fixture / "expected" / f"{protocol}.json").read_text())
+    output = evaluate_run(
+        copy_run(fixture, tmp_path), protocol=protocol, progress=False, device="cpu", batch_size=1, workers=0
+    )
+    assert_same(json.loads((output.directory / "cases.json").read_text()), expected["cases"], "cases")
+    assert output.timings["metrics"] > 0 and output.timings["model"] > 0
