@@ -73,12 +73,14 @@ def _setup(
 @contextmanager
 def _user_errors() -> Iterator[None]:
     """Report medseg's own errors (bad config, bad data, unknown model) as one line and exit with status 2."""
+    from rich.markup import escape
+
     from medseg.errors import MedsegError
 
     try:
         yield
     except MedsegError as error:
-        errors.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+        errors.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
 
 
