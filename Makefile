@@ -4,10 +4,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.medseg-installed
+DOCS_STAMP := $(VENV)/.medseg-docs-installed
 # Large malloc thresholds: 1.1-1.5x faster training steps on CPU (measured on the 2-core dev machine).
 export GLIBC_TUNABLES := glibc.malloc.mmap_threshold=4294967296:glibc.malloc.trim_threshold=68719476736
 
-.PHONY: install demo test test-slow lint benchmark clean
+.PHONY: install demo test test-slow lint benchmark docs clean
 
 install: $(STAMP)
 
@@ -32,8 +33,16 @@ benchmark: $(STAMP)
 	$(BIN)/python benchmarks/bench_models.py
 	$(BIN)/python benchmarks/real_data_training.py
 
+# The documentation site into site/; --strict turns every warning (broken link or anchor, missing reference) into a failure.
+$(DOCS_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,docs]"
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache site
