@@ -227,8 +227,11 @@ Sections: [top level](#top-level), [`model`](#model), [`data`](#data), [`loss`](
 """
 
 
-def config_reference() -> str:
+def config_reference(schema: type[BaseModel] = ExperimentConfig) -> str:
     """Render the configuration reference page.
+
+    Args:
+        schema: the root model of the configuration (medseg's experiment schema).
 
     Returns:
         The Markdown page: an introduction, one table per section, and the complete default configuration.
@@ -236,8 +239,8 @@ def config_reference() -> str:
     Raises:
         ConfigReferenceError: a key of the schema has no description.
     """
-    defaults = yaml.safe_dump(ExperimentConfig().model_dump(mode="json"), sort_keys=False, allow_unicode=True)
-    lines = [_INTRO, *_sections(ExperimentConfig, "")]
+    defaults = yaml.safe_dump(schema().model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+    lines = [_INTRO, *_sections(schema, "")]
     lines += [
         "## Every default {#every-default}",
         "",
