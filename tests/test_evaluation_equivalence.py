@@ -14,10 +14,13 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
+from scipy import ndimage
 
 from medseg.evaluation import evaluate_run
+from medseg.metrics import symmetric_surface_distances
 from medseg.reports.markdown import rank_cases
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "evaluation"
@@ -85,3 +88,26 @@ def test_one_input_per_batch_in_process_matches_too(fixture: str, protocol: str,
     )
     assert_same(json.loads((output.directory / "cases.json").read_text()), expected["cases"], "cases")
     assert output.timings["metrics"] > 0 and output.timings["model"] > 0
+
+
+def test_surface_distances_on_the_masks_box_equal_those_on_the_whole_array() -> None:
+    """The distance transforms run on the bounding box of both masks; the distances are those of the full array."""
+    rng = np.random.default_rng(0)
+    for trial in range(60):
+        ndim = 2 + trial % 2
+        shape = tuple(int(n) for n in rng.integers(5, 30, ndim))
+        a, b = (ndimage.binary_dilation(rng.random(shape) < 0.03, iterations=int(rng.integers(0, 3))) for _ in "ab")
+        if trial % 4 == 0:
+            a[(0,) * (ndim - 1)] = True  # a mask touching the edges
+        if not (a.any() and b.any()):
+            continue
+        spacing = None if trial % 3 == 0 else tuple(float(v) for v in rng.uniform(0.3, 3, ndim))
+        sampling = np.ones(ndim) if spacing is None else np.array(spacing)
+        structure = ndimage.generate_binary_structure(ndim, 1)
+        border_a, border_b = (m & ~ndimage.binary_erosion(m, structure=structure) for m in (a, b))
+        expected = (
+            ndimage.distance_transform_edt(~border_b, sampling=sampling)[border_a],
+            ndimage.distance_transform_edt(~border_a, sampling=sampling)[border_b],
+        )
+        for got, want in zip(symmetric_surface_distances(a, b, spacing), expected, strict=True):
+            np.testing.assert_array_equal(got, want)

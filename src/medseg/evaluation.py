@@ -13,7 +13,8 @@ from __future__ import annotations
 import json
 import math
 import multiprocessing
-import multiprocessing.forkserver
+import os
+import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -333,8 +334,10 @@ def evaluate_run(
 class _Scorer:
     """Scores cases in worker processes (or here, with no workers) and hands the results back in case order.
 
-    The workers are forked from a fork server that only imports numpy, SciPy and :mod:`medseg.metrics`, so they
-    start in a fraction of a second and never inherit the model, its threads or a CUDA context.
+    On Linux the workers are forked, at once and before the model is loaded: they start in milliseconds with
+    everything imported, and run numpy and SciPy only (never torch, OpenMP or CUDA, which are not fork-safe).
+    A fork server or spawned workers would import the caller's main script again, which breaks scripts that call
+    :func:`evaluate_run` without an ``if __name__ == "__main__"`` guard; other systems spawn them anyway.
 
     Args:
         workers: worker processes; 0 scores each case in this process when it is submitted.
@@ -343,10 +346,9 @@ class _Scorer:
     def __init__(self, workers: int) -> None:
         self.pool: ProcessPoolExecutor | None = None
         if workers > 0:
-            context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload(["medseg.metrics.scoring"])
-            multiprocessing.forkserver.ensure_running()  # starts importing now, while the model loads
+            context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
             self.pool = ProcessPoolExecutor(workers, mp_context=context)
+            self.pool.submit(os.getpid)  # a forking pool starts all its workers at the first task
         self.backlog = 2 * workers + 2  # cases scored ahead of the collection before the model waits
         self.waiting: deque[tuple[Any, np.ndarray, Future[tuple[CaseScores, float]] | tuple[CaseScores, float]]]
         self.waiting = deque()
