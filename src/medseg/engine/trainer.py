@@ -12,6 +12,7 @@ import platform
 import secrets
 import sys
 import time
+import warnings
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from itertools import takewhile
@@ -555,13 +556,16 @@ def train(
         )
     started = time.perf_counter()
     try:
-        trainer.fit(
-            task,
-            train_loader,
-            _loader(datasets["val"], config, False),
-            ckpt_path=point.path if point else None,
-            weights_only=True,
-        )
+        with warnings.catch_warnings():
+            if resume:  # the folder is not empty because the run resumes in it
+                warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
+            trainer.fit(
+                task,
+                train_loader,
+                _loader(datasets["val"], config, False),
+                ckpt_path=point.path if point else None,
+                weights_only=True,
+            )
     except BaseException as error:
         if rank_zero:
             text = str(error).strip()
