@@ -29,8 +29,8 @@ class TestASCSeg(ModelContract):
 
 
 def test_exact_parameter_counts_true_and_thop_style() -> None:
-    """methods.md §3.1: 0.2224 M true; thop 218,688 = the paper's 0.2186 M (Mamba blocks and deformable weights
-    skipped)."""
+    """docs/methods/asc_seg.md#architecture: 0.2224 M true; thop 218,688 = the paper's 0.2186 M (Mamba blocks and
+    deformable weights skipped)."""
     with torch.device("meta"):
         model = create_model("asc_seg", in_channels=3, num_classes=1)
     true, thop = count_parameters(model), thop_style_count(model)

@@ -22,7 +22,8 @@ class TestSwinUNet(ModelContract):
 
 
 def test_reference_features_at_224() -> None:
-    """The resolution-matched features of methods.md §5.2 / §6.1, shapes only (meta device)."""
+    """The resolution-matched features of docs/methods/reseg_unet.md#other-backbones /
+    docs/methods/selfreg_unet.md#instrumented-networks, shapes only (meta device)."""
     with torch.device("meta"):
         model = create_model("swin_unet", in_channels=1, num_classes=9).eval()
         out = model.forward_features(torch.empty(2, 1, 224, 224))

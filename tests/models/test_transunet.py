@@ -34,7 +34,7 @@ class TestTransUNet(ModelContract):
 
 
 def test_reference_features_at_224() -> None:
-    """The resolution-matched features of methods.md §5.2, shapes only (meta device)."""
+    """The resolution-matched features of docs/methods/reseg_unet.md#other-backbones, shapes only (meta device)."""
     with torch.device("meta"):
         model = create_model("transunet", in_channels=1, num_classes=9).eval()
         out = model.forward_features(torch.empty(2, 1, 224, 224))

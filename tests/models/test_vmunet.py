@@ -28,7 +28,8 @@ class TestVMUNet(ModelContract):
 
 
 def test_exact_parameter_counts_true_and_thop_style() -> None:
-    """methods.md §4.3 / §3.5: 27.43 M true, 22.04 M thop-style (the ASC-Seg table's 22.0370 M)."""
+    """docs/methods/vmunet.md#architecture / docs/methods/asc_seg.md#published-numbers: 27.43 M true, 22.04 M thop-style
+    (the ASC-Seg table's 22.0370 M)."""
     with torch.device("meta"):
         model = create_model("vmunet", in_channels=3, num_classes=1)
     true, thop = count_parameters(model), thop_style_count(model)

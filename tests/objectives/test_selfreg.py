@@ -131,7 +131,8 @@ def test_gradients_reach_the_features() -> None:
 
 
 def _reference_intra(feature: torch.Tensor) -> float:
-    """IFD written out element by element from methods.md §6.2 (a second, loop-based reading of the official code)."""
+    """IFD written out element by element from docs/methods/selfreg_unet.md#losses (a second, loop-based reading of the
+    official code)."""
     batch, channels = feature.shape[:2]
     values = feature.double()
     scores = []
@@ -179,8 +180,9 @@ def test_term_matches_a_loop_transcription_of_the_official_unet_kd_loss() -> Non
 
 
 def test_swin_term_is_the_official_first_and_last_block_formula() -> None:
-    """methods.md §6.2, Swin-UNet: (1/4)Σ intra(E_last) + (1/4)Σ intra(E_first) + (1/3)Σ intra(D_first)
-    + (1/3)Σ intra(D_last) + (1/7)(Σ inter(D_last) + Σ inter(E_last)) + (1/7)(Σ inter(D_first) + Σ inter(E_first))."""
+    """docs/methods/selfreg_unet.md#losses, Swin-UNet: (1/4)Σ intra(E_last) + (1/4)Σ intra(E_first) + (1/3)Σ
+    intra(D_first) + (1/3)Σ intra(D_last) + (1/7)(Σ inter(D_last) + Σ inter(E_last)) + (1/7)(Σ inter(D_first) + Σ
+    inter(E_first))."""
     torch.manual_seed(2)
     tiny = {"img_size": 64, "embed_dim": 16, "depths": (2, 2, 2, 2), "num_heads": (1, 2, 2, 4), "window_size": 4}
     output = create_model("swin_unet", in_channels=3, num_classes=4, **tiny).forward_features(torch.randn(2, 3, 64, 64))

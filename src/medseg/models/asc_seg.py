@@ -1,4 +1,4 @@
-"""ASC-Seg: Adaptive Structure alignment and Cross-scale decoding, methods.md §3.1.
+"""ASC-Seg: Adaptive Structure alignment and Cross-scale decoding, docs/methods/asc_seg.md#architecture.
 
 Official code: ILoveBSPC/ASC-Seg ``c1a81be`` (BSPC version) and ILoveIcme2025/ASC-Seg ``ebc1613`` (ICME version),
 ``models/Encoder.py``, ``Decoder.py``, ``Model.py``; the reported model has widths [8, 16, 24, 32] (``train.py``).
@@ -46,7 +46,7 @@ multiples of 16.
 numbers, since a 1x1 convolution commutes with bilinear interpolation (its weights sum to 1), and the sigmoid
 belongs to the loss. ``logits`` = head 1 (from d1, full resolution, the prediction used for validation and test);
 ``aux_logits`` = [head 2 (d2, H/2), head 3 (d3, H/4), head 4 (d4, H/8)]. The official loss sums BceDice over the four
-heads with weight 1 each (methods.md §3.2).
+heads with weight 1 each (docs/methods/asc_seg.md#loss).
 
 Size with widths [8, 16, 24, 32], 3 -> 1 channels: 222,408 parameters (the spec's 0.2224 M); thop counts 218,688
 (the paper's 0.2186 M): it skips the Mamba blocks (252 + 552 + 900 + 1296) and the deformable-conv weights

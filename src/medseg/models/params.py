@@ -1,8 +1,8 @@
 """Parameter counts: the true count and the count ``thop`` reports.
 
-Papers in this field report ``thop.profile`` parameter counts (ASC-Seg's comparison table, methods.md §3.5), and
-thop does not count every parameter. :func:`thop_style_count` reproduces thop's rule (``thop.profile``, 0.1.x)
-without depending on thop:
+Papers in this field report ``thop.profile`` parameter counts (ASC-Seg's comparison table,
+docs/methods/asc_seg.md#published-numbers), and thop does not count every parameter. :func:`thop_style_count` reproduces
+thop's rule (``thop.profile``, 0.1.x) without depending on thop:
 
 1. Only modules whose **exact** type (not a subclass) has a rule in thop's table count: the
    :data:`THOP_COUNTED_TYPES` (convolutions, transposed convolutions, BatchNorm, SyncBatchNorm, LayerNorm,
@@ -20,10 +20,10 @@ without depending on thop:
 4. The walk starts at the children of the model: the model object itself never counts (thop reports 0 for a bare
    ``nn.Linear``). A module reachable under two different parents counts twice.
 
-Check against methods.md: ASC-Seg's [8, 16, 24, 32] model has 0.2224 M parameters and a thop count of 218,688
-(the paper's "0.2186 M"); the 3,720 in between are its Mamba blocks (252 + 552 + 900 + 1296) and its depthwise
-deformable-conv weights (9 · (8 + 16 + 24 + 32)). VM-UNet's 27.43 M less its SS2D raw parameters (5.39 M) is the
-table's 22.04 M.
+Check against docs/methods/asc_seg.md#parameter-counts: ASC-Seg's [8, 16, 24, 32] model has 0.2224 M parameters and a
+thop count of 218,688 (the paper's "0.2186 M"); the 3,720 in between are its Mamba blocks (252 + 552 + 900 + 1296) and
+its depthwise deformable-conv weights (9 · (8 + 16 + 24 + 32)). VM-UNet's 27.43 M less its SS2D raw parameters (5.39 M)
+is the table's 22.04 M.
 """
 
 from __future__ import annotations

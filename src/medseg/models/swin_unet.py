@@ -27,13 +27,14 @@ inside; tiny configuration at 224 px::
   decoder's up-sampled map and reduced by ``concat_back_dim`` Linears.
 * The decoder mirrors the encoder depths (``layers_up.i`` has ``depths[3 - i]`` blocks and the drop-path rates of
   the mirrored encoder stage). The official config file lists ``DECODER_DEPTHS: [2, 2, 2, 1]``, but that value is
-  never passed to the network, so the trained model (and the 27.17 M of methods.md §8) has 2 blocks in each of
-  ``layers_up.1 .. 3``; that is what is built here.
+  never passed to the network, so the trained model (and the 27.17 M of docs/methods/index.md#baselines) has 2 blocks in
+  each of ``layers_up.1 .. 3``; that is what is built here.
 * Stochastic depth rises linearly from 0 to ``drop_path_rate`` over the encoder blocks (0.1 by default as in the
   code's constructor; the official Synapse config and SelfReg use 0.2). Linears are trunc-normal(0.02) with zero
   bias, LayerNorms (1, 0).
 
-Size with the tiny configuration, 224 px, 3 -> 9 classes: 27,168,900 parameters (methods.md §8: 27.17 M).
+Size with the tiny configuration, 224 px, 3 -> 9 classes: 27,168,900 parameters (27.17 M in
+docs/methods/index.md#baselines).
 
 Input sizes. ``img_size`` fixes the window size and shift of every stage, as the official code does; the network
 then accepts any height and width divisible by ``output_stride = patch_size * 2 ** (len(depths) - 1)`` (32 for the
@@ -49,12 +50,13 @@ ImageNet checkpoint (``swin_tiny_patch4_window7_224.pth``) loads by name through
 also initialises the decoder blocks from the mirrored encoder blocks as the official ``load_from`` does. The
 relative-position index and shift masks are derived buffers and are not saved.
 
-Features (``forward_features``, NCHW, tiny at 224; methods.md §5.2 and §6.1): ``encoder`` = the last Swin-block
-output of ``layers.0 .. 2`` before merging (96@56, 192@28, 384@14); ``bottleneck`` = ``layers.3`` after ``norm``
-(768@7); ``decoder`` = the last Swin-block output of ``layers_up.1 .. 3`` before expansion (384@14, 192@28, 96@56);
-``final`` = the output of the final 4x expansion (96@224), before the 1x1 output convolution. ``encoder_blocks`` and
-``decoder_blocks`` hold every Swin block's output of ``layers.0 .. 3`` and ``layers_up.1 .. 3`` (the official
-SelfReg ``enc_feats``/``dec_feats``, methods.md §6.1; the bottleneck stage's blocks are before ``norm``).
+Features (``forward_features``, NCHW, tiny at 224; docs/methods/reseg_unet.md#other-backbones and
+docs/methods/selfreg_unet.md#instrumented-networks): ``encoder`` = the last Swin-block output of ``layers.0 .. 2``
+before merging (96@56, 192@28, 384@14); ``bottleneck`` = ``layers.3`` after ``norm`` (768@7); ``decoder`` = the last
+Swin-block output of ``layers_up.1 .. 3`` before expansion (384@14, 192@28, 96@56); ``final`` = the output of the
+final 4x expansion (96@224), before the 1x1 output convolution. ``encoder_blocks`` and ``decoder_blocks`` hold every
+Swin block's output of ``layers.0 .. 3`` and ``layers_up.1 .. 3`` (the official SelfReg ``enc_feats``/``dec_feats``,
+docs/methods/selfreg_unet.md#instrumented-networks; the bottleneck stage's blocks are before ``norm``).
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ the 1/16 feature map, and a cascaded up-sampler decodes with CNN skips::
 * Initialisation as the official code: PyTorch defaults, except the MLP Linears (Xavier-uniform weights, normal(1e-6)
   biases) and zero position embeddings.
 
-Size at 224 px, 3 -> 9 classes: 105,277,081 parameters (methods.md §8: 105.28 M).
+Size at 224 px, 3 -> 9 classes: 105,277,081 parameters (docs/methods/index.md#baselines: 105.28 M).
 
 Input sizes. Height and width must be multiples of ``output_stride = 16``. The position embeddings are learnt for the
 grid of ``img_size`` (14x14 at 224); another grid interpolates them bilinearly (``align_corners=True``, the linear
@@ -44,9 +44,9 @@ Module and parameter names follow the official ``VisionTransformer`` (``transfor
 :func:`load_transunet_pretrained` reads the official ``R50+ViT-B_16.npz`` (ImageNet-21k, JAX key names) into the
 encoder the way the official ``load_from`` does, position-embedding resize included.
 
-Features (``forward_features``, NCHW, at 224; methods.md §5.2): ``encoder`` = the CNN skips shallow to deep
-(64@112, 256@56, 512@28); ``bottleneck`` = the ViT tokens after ``encoder_norm`` as 768@14; ``decoder`` = the four
-decoder blocks (256@28, 128@56, 64@112, 16@224); ``final`` = the last of them (16@224), before the head.
+Features (``forward_features``, NCHW, at 224; docs/methods/reseg_unet.md#other-backbones): ``encoder`` = the CNN skips
+shallow to deep (64@112, 256@56, 512@28); ``bottleneck`` = the ViT tokens after ``encoder_norm`` as 768@14; ``decoder``
+= the four decoder blocks (256@28, 128@56, 64@112, 16@224); ``final`` = the last of them (16@224), before the head.
 """
 
 from __future__ import annotations

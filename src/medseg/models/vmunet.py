@@ -1,4 +1,5 @@
-"""VM-UNet (Ruan et al. 2024, "VM-UNet: Vision Mamba UNet for Medical Image Segmentation"), methods.md §4.3.
+"""VM-UNet (Ruan et al. 2024, "VM-UNet: Vision Mamba UNet for Medical Image Segmentation"),
+docs/methods/vmunet.md#architecture.
 
 Official code: JCruan519/VM-UNet (``models/vmunet/vmamba.py``, ``vmunet.py``). A U-shaped network of VSS blocks
 (SS2D of VMamba with a residual), channels-last ``(B, H, W, C)`` inside, at 256 px::

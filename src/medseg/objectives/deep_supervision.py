@@ -11,8 +11,8 @@ and sigmoid, so every head is compared with the full-resolution mask. A 1x1 conv
 interpolation (whose weights sum to 1), so resizing a head's logits gives the official numbers exactly, while
 down-sampling the mask would change the targets (soft or aliased small structures) and the loss.
 
-ASC-Seg's loss (methods.md §3.2) is BceDice (0.5 BCE + 0.5 Dice, BSPC version) summed over its four heads with
-weight 1 each: ``DeepSupervisionTerm(DiceCELoss(binary=True), [1, 1, 1, 1])``. A run's objective already holds the
+ASC-Seg's loss (docs/methods/asc_seg.md#loss) is BceDice (0.5 BCE + 0.5 Dice, BSPC version) summed over its four heads
+with weight 1 each: ``DeepSupervisionTerm(DiceCELoss(binary=True), [1, 1, 1, 1])``. A run's objective already holds the
 supervised loss on ``logits`` (the ``seg`` term), so a config adds the three auxiliary heads with the main weight at
 0: ``loss.terms: [{name: deep_supervision, params: {weights: [0, 1, 1, 1]}}]``.
 """

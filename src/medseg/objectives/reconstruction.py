@@ -4,9 +4,9 @@ ReSeg-UNet (MICCAI 2025; code: Li-gzhu/ReSeg-UNet, ``UNet.zip`` -> ``train_unet_
 "reconstruction" network of the segmentation architecture whose **input is the ground-truth label map** (integer
 class ids cast to float and repeated to the image channels, no normalisation, no one-hot) and whose **target is the
 image**. The loss is ``0.6 · MSE + 0.4 · L1`` between the ``C``-channel output and the one-channel image, which the
-official code computes by broadcasting: every output channel regresses the image (methods.md §5.1). medseg feeds
-grey images repeated to ``in_channels``; when the image has several channels and their count differs from the
-output's, the target is their mean (for a repeated grey image, the image itself, as in the official code; for RGB,
+official code computes by broadcasting: every output channel regresses the image (docs/methods/reseg_unet.md#stage-1).
+medseg feeds grey images repeated to ``in_channels``; when the image has several channels and their count differs from
+the output's, the target is their mean (for a repeated grey image, the image itself, as in the official code; for RGB,
 an unweighted grey). Stage 2
 (:mod:`medseg.objectives.reseg`) aligns the segmentation network's features with this frozen network's features,
 fed the same encoded label map.

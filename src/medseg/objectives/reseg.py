@@ -1,8 +1,9 @@
 """ReSeg: cross alignment of a segmentation network with a frozen label-map-to-image network (stage 2).
 
 ReSeg-UNet (MICCAI 2025; code: Li-gzhu/ReSeg-UNet, ``UNet.zip`` -> ``train_unet_se.py``, ``train_se_tr_ACDC.py``)
-trains in two stages (methods.md §5.1). Stage 1 (:mod:`medseg.objectives.reconstruction`) trains a network of the
-same architecture to map the ground-truth label map to the image. Stage 2 trains the segmentation network with::
+trains in two stages (docs/methods/reseg_unet.md#stage-1). Stage 1 (:mod:`medseg.objectives.reconstruction`) trains a
+network of the same architecture to map the ground-truth label map to the image. Stage 2 trains the segmentation network
+with::
 
     L = L_seg + λ · L_align,   L_align = (E1 + E2 + E3 + D1 + D2 + D3 + M) / 3,   λ = 0.035
 

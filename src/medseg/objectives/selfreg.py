@@ -2,7 +2,7 @@
 
 SelfReg-UNet ("SelfReg-UNet: Self-Regularized UNet for Medical Image Segmentation", MICCAI 2024; code:
 ChongQingNoSubway/SelfReg-UNet, ``KDloss`` in ``src/train_synase/trainer_unet.py`` and ``trainer.py``) adds two
-feature losses to the supervised loss (methods.md §6.2), reproduced here as coded:
+feature losses to the supervised loss (docs/methods/selfreg_unet.md#losses), reproduced here as coded:
 
 * ``intra(F)`` (IFD): score each channel by the mean over batch and pixels of ``F`` L2-normalised over ``(H, W)``
   per sample and channel, sort the channels by score (descending) and return the mean squared error between the

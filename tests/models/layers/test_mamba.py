@@ -15,7 +15,7 @@ from medseg.models.layers.ss2d import SS2D
 
 
 def mamba_formula(d_model: int, d_state: int = 16, d_conv: int = 4, expand: int = 2) -> int:
-    """methods.md §4.2: parameters of one Mamba block."""
+    """docs/methods/mamba.md#mamba-block: parameters of one Mamba block."""
     d_inner, rank = expand * d_model, math.ceil(d_model / 16)
     return (
         d_model * 2 * d_inner

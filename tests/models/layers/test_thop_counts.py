@@ -60,7 +60,7 @@ def test_deformable_weight_is_skipped() -> None:
 def test_ss2d_raw_parameters_are_skipped_and_vmunet_difference() -> None:
     """thop counts SS2D's in_proj, conv2d, out_norm and out_proj only. Over VM-UNet's blocks (encoder depths
     [2, 2, 2, 2] at widths 96..768, decoder [2, 2, 2, 1] at 768..96) the skipped parameters add up to the
-    27.43 M - 22.04 M of methods.md §4.3."""
+    27.43 M - 22.04 M of docs/methods/vmunet.md#architecture."""
     skipped = {}
     for width in (96, 192, 384, 768):
         with torch.device("meta"):

@@ -9,7 +9,7 @@ Bilinear sampling treats everything outside the image as zero (each of the four 
 exactly as ``torchvision.ops.deform_conv2d``. No modulation mask (that is DCNv2). The offsets follow torchvision's
 layout: ``2 · G · kh · kw`` channels, for each offset group G and tap k the pair ``(Δy, Δx)``; offset group g drives
 the input channels ``g C / G .. (g + 1) C / G - 1``. ASC-Seg's deformable conv block uses 3x3, padding 1,
-``groups = C`` and one offset group (18 offset channels), methods.md §3.1.
+``groups = C`` and one offset group (18 offset channels), docs/methods/asc_seg.md#architecture.
 
 :func:`deform_conv2d` uses ``torchvision.ops.deform_conv2d`` when torchvision imports and its compiled op runs,
 and :func:`deform_conv2d_torch` otherwise. The pure version samples the ``kh · kw`` positions of every output pixel

@@ -13,8 +13,8 @@ For tokens ``(batch, L, d_model)`` and ``d_inner = expand * d_model``::
 Initialisation (S4D-real and the Mamba Δ initialisation): ``A_log[d, n] = log(n + 1)``, ``D = 1``,
 ``dt_proj.weight ~ U(±dt_scale / sqrt(dt_rank))``, ``dt_proj.bias = softplus⁻¹(dt)`` with
 ``dt = exp(U(log dt_min, log dt_max))`` clamped at ``dt_init_floor``; the other layers keep PyTorch's default.
-The scan direction is the given token order. ASC-Seg's parallel Mamba block (methods.md §3.1, §4.2) uses it with
-``d_model = C / 4``.
+The scan direction is the given token order. ASC-Seg's parallel Mamba block (docs/methods/asc_seg.md#architecture,
+docs/methods/mamba.md#mamba-block) uses it with ``d_model = C / 4``.
 """
 
 from __future__ import annotations

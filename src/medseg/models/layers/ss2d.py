@@ -1,5 +1,5 @@
 """SS2D, the 2D selective scan of VMamba (Liu et al. 2024, "VMamba: Visual State Space Model") as used by VM-UNet
-(Ruan et al. 2024, "VM-UNet: Vision Mamba UNet for Medical Image Segmentation"), methods.md §4.3.
+(Ruan et al. 2024, "VM-UNet: Vision Mamba UNet for Medical Image Segmentation"), docs/methods/vmunet.md#architecture.
 
 Layout: **channels-last**, ``(batch, H, W, C)`` in and out, as in VMamba's VSS blocks.
 
