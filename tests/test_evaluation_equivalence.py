@@ -87,7 +87,7 @@ def test_one_input_per_batch_in_process_matches_too(fixture: str, protocol: str,
         copy_run(fixture, tmp_path), protocol=protocol, progress=False, device="cpu", batch_size=1, workers=0
     )
     assert_same(json.loads((output.directory / "cases.json").read_text()), expected["cases"], "cases")
-    assert output.timings["metrics"] > 0 and output.timings["model"] > 0
+    assert min(output.timings[part] for part in ("load", "model", "metrics")) > 0
 
 
 def test_surface_distances_on_the_masks_box_equal_those_on_the_whole_array() -> None:

@@ -165,7 +165,7 @@ def evaluate(
     ] = None,
     workers: Annotated[
         int | None,
-        typer.Option(help="processes computing the metrics beside the model, 0: none (default: eval.metric_workers)"),
+        typer.Option(help="processes reading and scoring cases, 0 for none (default: eval.metric_workers)"),
     ] = None,
 ) -> None:
     """Evaluate a run: per-case JSON, summary.json and a Markdown report with overlays of the worst cases, in

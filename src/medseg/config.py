@@ -379,8 +379,9 @@ class EvalConfig(_Section):
         precision: ``auto`` (the run's training precision on a GPU, float32 on the CPU), ``32``, ``bf16-mixed``
             or ``16-mixed``; the summary states the one used.
         batch_size: model inputs per batch (images, or slices of volumes, taken from consecutive cases).
-        metric_workers: processes that compute the per-case metrics while the model predicts: ``auto`` (one per
-            CPU but one, at least one) or a number; 0 computes them in the main process.
+        metric_workers: processes that read and prepare the cases ahead of the model and compute their metrics
+            while it predicts: ``auto`` (one per CPU but one; none with one or two CPUs, where the model's threads
+            use them all) or a number; 0 does both in the main process.
     """
 
     split: str = "test"

@@ -17,7 +17,7 @@ import os
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +29,7 @@ import yaml
 from PIL import Image
 from rich.progress import Progress
 
-from medseg.config import ExperimentConfig, config_from_dict
+from medseg.config import DataConfig, ExperimentConfig, config_from_dict
 from medseg.data import DatasetReader, build_reader, load_splits
 from medseg.engine.checkpoint import CheckpointError
 from medseg.engine.trainer import resolve_precision
@@ -60,10 +60,11 @@ class EvaluationOutput:
         directory: ``<run>/evaluation/<split>[-<protocol>][-<checkpoint>]``.
         summary: the content of ``summary.json``.
         headline: the protocol's one-line result (:meth:`medseg.protocols.Protocol.headline`).
-        timings: seconds spent, by part: ``read`` (loading cases), ``prepare`` (model inputs and label maps
-            around the model: resizing, normalisation), ``model`` (the network), ``metrics`` (scoring, summed
-            over the worker processes), ``metrics_wait`` (the main process waiting for scores), ``total`` (wall
-            time of the whole evaluation, files and overlays included).
+        timings: seconds spent, by part: ``load`` (reading cases and preparing their inputs, summed over the
+            worker processes), ``model`` (the network), ``labels`` (the main process's work around the model:
+            inputs onto the device at the input size, probabilities to label maps, the ground truth at the
+            protocol's size), ``metrics`` (scoring, summed over the worker processes), ``wait`` (the main process
+            waiting for the workers), ``total`` (wall time of the whole evaluation, files and overlays included).
     """
 
     directory: Path
@@ -179,13 +180,17 @@ def metric_workers(setting: int | str) -> int:
     """The number of scoring worker processes ``eval.metric_workers`` asks for.
 
     Args:
-        setting: a count (0 scores in the main process) or ``auto``: one per CPU this process may use but one
-            (the main process runs the model), at least one.
+        setting: a count (0: the main process loads and scores the cases itself) or ``auto``: one per CPU this
+            process may use but one (the main process runs the model), and none on a machine with one or two
+            CPUs, where the model's threads already take every CPU and a worker only takes time from them.
 
     Returns:
         The count.
     """
-    return max(1, available_cpus() - 1) if setting == "auto" else int(setting)
+    if setting != "auto":
+        return int(setting)
+    cpus = available_cpus()
+    return cpus - 1 if cpus > 2 else 0
 
 
 def _precision(config: ExperimentConfig, device: torch.device) -> str:
@@ -263,42 +268,42 @@ def evaluate_run(
     if worker_count < 0:
         raise MedsegError(f"the number of metric workers must be 0 or more, got {worker_count}")
 
-    with _Scorer(worker_count) as scorer:  # the workers start while the model loads
-        precision = _precision(config, torch_device)
-        predictor = Predictor.from_checkpoint(ckpt_path, torch_device, precision)
-        _check_same_model(run_dir, config, ckpt_path, predictor.config)
-        reader = build_reader(config.data)
-        policy = EmptyPolicy(both_empty=config.eval.both_empty, hd95_empty=config.eval.hd95_empty)
-        context = ProtocolContext(
-            num_classes=config.data.num_classes,
-            image_size=config.data.image_size,
-            class_names=config.foreground_names,
-            threshold=config.eval.threshold,
-            policy=policy,
-        )
-        evaluator = get_protocol(protocol or config.eval.protocol, context)
-        folder = split if evaluator.name == config.eval.protocol else f"{split}-{evaluator.name}"
-        out_dir = run_dir / "evaluation" / (folder + _checkpoint_folder_suffix(ckpt_path, rule))
-        absolute = ckpt_path.absolute()
-        recorded = (
-            str(absolute.relative_to(run_dir.absolute()))
-            if absolute.is_relative_to(run_dir.absolute())
-            else str(absolute)
-        )
-        _check_not_another_checkpoint(out_dir, recorded)
-        worst = _WorstCases(config.eval.overlays, evaluator.ranking_metric)
-        results: list[CaseResult] = []
-        with Progress(disable=not progress) as bar:
-            task = bar.add_task(f"evaluating {split}", total=len(case_ids))
+    precision = _precision(config, torch_device)
+    predictor = Predictor.from_checkpoint(ckpt_path, torch_device, precision)
+    _check_same_model(run_dir, config, ckpt_path, predictor.config)
+    reader = build_reader(config.data)
+    policy = EmptyPolicy(both_empty=config.eval.both_empty, hd95_empty=config.eval.hd95_empty)
+    context = ProtocolContext(
+        num_classes=config.data.num_classes,
+        image_size=config.data.image_size,
+        class_names=config.foreground_names,
+        threshold=config.eval.threshold,
+        policy=policy,
+    )
+    evaluator = get_protocol(protocol or config.eval.protocol, context)
+    folder = split if evaluator.name == config.eval.protocol else f"{split}-{evaluator.name}"
+    out_dir = run_dir / "evaluation" / (folder + _checkpoint_folder_suffix(ckpt_path, rule))
+    absolute = ckpt_path.absolute()
+    recorded = (
+        str(absolute.relative_to(run_dir.absolute())) if absolute.is_relative_to(run_dir.absolute()) else str(absolute)
+    )
+    _check_not_another_checkpoint(out_dir, recorded)
+    worst = _WorstCases(config.eval.overlays, evaluator.ranking_metric)
+    results: list[CaseResult] = []
+    with (
+        _Workers(worker_count, reader, evaluator, predictor.config.data) as workers_pool,
+        Progress(disable=not progress) as bar,
+    ):
+        task = bar.add_task(f"evaluating {split}", total=len(case_ids))
 
-            def collect(case: Any, prediction: np.ndarray, scores: CaseScores) -> None:
-                result = CaseResult.from_scores(case.case_id, scores)
-                results.append(result)
-                worst.offer(_json_ready(result.to_json()), lambda: _overlay_view(case, prediction))
-                bar.advance(task)
+        def collect(case: Any, prediction: np.ndarray, scores: CaseScores) -> None:
+            result = CaseResult.from_scores(case.case_id, scores)
+            results.append(result)
+            worst.offer(_json_ready(result.to_json()), lambda: _overlay_view(case, prediction))
+            bar.advance(task)
 
-            run = _Pipeline(evaluator, predictor, reader, scorer, batch_size, collect)
-            run.evaluate(case_ids)
+        run = _Pipeline(evaluator, predictor, workers_pool, batch_size, collect)
+        run.evaluate(case_ids)
 
     cases = [_json_ready(r.to_json()) for r in results]
     overlays = _draw_overlays(out_dir, worst.ranked())
@@ -327,71 +332,133 @@ def evaluate_run(
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     report = evaluation_report(summary, cases, overlays, ranking_metric=evaluator.ranking_metric)
     (out_dir / "report.md").write_text(report)
-    timings = {**run.seconds, "metrics": scorer.seconds, "total": time.perf_counter() - started}
+    timings = {**run.seconds, **workers_pool.seconds, "total": time.perf_counter() - started}
     return EvaluationOutput(out_dir, summary, evaluator.headline(summary), timings)
 
 
-class _Scorer:
-    """Scores cases in worker processes (or here, with no workers) and hands the results back in case order.
+_WORKER_STATE: tuple[DatasetReader, Protocol, DataConfig] | None = None
+"""What a worker process loads and prepares cases with (set by :func:`_start_worker`)."""
 
-    On Linux the workers are forked, at once and before the model is loaded: they start in milliseconds with
-    everything imported, and run numpy and SciPy only (never torch, OpenMP or CUDA, which are not fork-safe).
-    A fork server or spawned workers would import the caller's main script again, which breaks scripts that call
-    :func:`evaluate_run` without an ``if __name__ == "__main__"`` guard; other systems spawn them anyway.
+
+def _start_worker(reader: DatasetReader, evaluator: Protocol, data: DataConfig) -> None:
+    """Initialise a worker process: keep the reader, the protocol and the model's data settings."""
+    global _WORKER_STATE
+    _WORKER_STATE = (reader, evaluator, data)
+
+
+def _load_case(
+    reader: DatasetReader, evaluator: Protocol, data: DataConfig, case_id: str
+) -> tuple[Any, np.ndarray, float]:
+    """Read a case (image or volume) and prepare its model inputs.
+
+    Returns:
+        The case, its prepared inputs (:meth:`medseg.protocols.Protocol.prepare`) and the seconds it took.
+
+    Raises:
+        MedsegError: the case is of another kind (2D or volume) than the protocol evaluates, or cannot be read.
+    """
+    started = time.perf_counter()
+    volume = reader.is_volume(case_id)
+    evaluator.check_cases(volumes=volume)
+    case = reader.load_volume(case_id) if volume else reader.load(case_id)
+    return case, evaluator.prepare(data, case), time.perf_counter() - started
+
+
+def _load_in_worker(case_id: str) -> tuple[Any, np.ndarray, float]:
+    """:func:`_load_case` with the worker's reader, protocol and data settings."""
+    assert _WORKER_STATE is not None, "worker not initialised"
+    return _load_case(*_WORKER_STATE, case_id)
+
+
+Job = Future[tuple[Any, ...]] | tuple[Any, ...]
+
+
+def _result(job: Job) -> tuple[Any, ...]:
+    return job.result() if isinstance(job, Future) else job
+
+
+class _Workers:
+    """Worker processes that read and prepare cases ahead of the model and score them after it.
+
+    With no workers, both happen in this process, when asked. On Linux the workers are forked, before the
+    progress bar starts a thread: they start in milliseconds with everything imported, and run numpy and SciPy
+    only (never torch, OpenMP or CUDA, which are not fork-safe). A fork server or spawned workers would import the
+    caller's main script again, which breaks scripts that call :func:`evaluate_run` without an
+    ``if __name__ == "__main__"`` guard; other systems spawn them anyway.
 
     Args:
-        workers: worker processes; 0 scores each case in this process when it is submitted.
+        workers: worker processes; 0 does everything in this process.
+        reader: the dataset.
+        evaluator: the protocol.
+        data: the data settings the model was trained with.
     """
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, reader: DatasetReader, evaluator: Protocol, data: DataConfig) -> None:
+        self.state = (reader, evaluator, data)
         self.pool: ProcessPoolExecutor | None = None
         if workers > 0:
             context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
-            self.pool = ProcessPoolExecutor(workers, mp_context=context)
+            self.pool = ProcessPoolExecutor(workers, context, initializer=_start_worker, initargs=self.state)
             self.pool.submit(os.getpid)  # a forking pool starts all its workers at the first task
-        self.backlog = 2 * workers + 2  # cases scored ahead of the collection before the model waits
-        self.waiting: deque[tuple[Any, np.ndarray, Future[tuple[CaseScores, float]] | tuple[CaseScores, float]]]
-        self.waiting = deque()
-        self.seconds = 0.0
+        self.ahead = 2 * workers + 2  # cases loaded, or scored, ahead of the main process
+        self.seconds = {"load": 0.0, "metrics": 0.0}
 
-    def __enter__(self) -> _Scorer:
+    def __enter__(self) -> _Workers:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
 
-    def submit(self, case: Any, prediction: np.ndarray, task: ScoreTask) -> None:
-        """Queue the scoring of a predicted case.
+    def load(self, case_id: str) -> Job:
+        """Start reading and preparing a case.
 
         Args:
-            case: the case.
-            prediction: its label map (kept for the overlay until the case is collected).
+            case_id: the case.
+
+        Returns:
+            A job giving ``(case, prepared inputs, seconds)``.
+        """
+        if self.pool is None:
+            return _load_case(*self.state, case_id)
+        return self.pool.submit(_load_in_worker, case_id)
+
+    def loaded(self, job: Job) -> tuple[Any, np.ndarray]:
+        """Wait for a load job.
+
+        Args:
+            job: from :meth:`load`.
+
+        Returns:
+            The case and its prepared inputs.
+        """
+        case, arrays, seconds = _result(job)
+        self.seconds["load"] += seconds
+        return case, arrays
+
+    def score(self, task: ScoreTask) -> Job:
+        """Start scoring a case.
+
+        Args:
             task: its scoring.
-        """
-        job = timed_score(task) if self.pool is None else self.pool.submit(timed_score, task)
-        self.waiting.append((case, prediction, job))
 
-    def finished(self, keep: int | None = None) -> Iterator[tuple[Any, np.ndarray, CaseScores]]:
-        """Scored cases in submission order: those done, waiting for more while over ``keep`` are outstanding.
+        Returns:
+            A job giving ``(scores, seconds)``.
+        """
+        return timed_score(task) if self.pool is None else self.pool.submit(timed_score, task)
+
+    def scored(self, job: Job) -> CaseScores:
+        """Wait for a scoring job.
 
         Args:
-            keep: how many cases may stay outstanding (``None``: the backlog; 0 waits for all).
+            job: from :meth:`score`.
 
-        Yields:
-            ``(case, prediction, scores)``.
+        Returns:
+            The scores.
         """
-        keep = self.backlog if keep is None else keep
-        while self.waiting:
-            case, prediction, job = self.waiting[0]
-            if isinstance(job, Future):
-                if len(self.waiting) <= keep and not job.done():
-                    return
-                job = job.result()
-            self.waiting.popleft()
-            scores, seconds = job
-            self.seconds += seconds
-            yield case, prediction, scores
+        scores, seconds = _result(job)
+        self.seconds["metrics"] += seconds
+        return scores
 
 
 @dataclass
@@ -410,13 +477,12 @@ class _Pending:
 
 
 class _Pipeline:
-    """Read cases, predict their inputs in batches across cases, turn them into label maps and score them.
+    """Load cases ahead, predict their inputs in batches across cases, turn them into label maps and score them.
 
     Args:
         evaluator: the protocol.
         predictor: the model.
-        reader: the dataset.
-        scorer: where cases are scored.
+        workers: where cases are loaded and scored.
         batch_size: model inputs per batch.
         collect: called with ``(case, prediction, scores)`` for every case, in case order.
     """
@@ -425,17 +491,17 @@ class _Pipeline:
         self,
         evaluator: Protocol,
         predictor: Predictor,
-        reader: DatasetReader,
-        scorer: _Scorer,
+        workers: _Workers,
         batch_size: int,
         collect: Callable[[Any, np.ndarray, CaseScores], None],
     ) -> None:
-        self.evaluator, self.predictor, self.reader, self.scorer = evaluator, predictor, reader, scorer
+        self.evaluator, self.predictor, self.workers = evaluator, predictor, workers
         self.batch_size = batch_size
         self.collect = collect
         self.pending: deque[_Pending] = deque()
         self.queued = 0  # inputs not yet predicted
-        self.seconds = {"read": 0.0, "prepare": 0.0, "model": 0.0, "metrics_wait": 0.0}
+        self.scoring: deque[tuple[Any, np.ndarray, Job]] = deque()
+        self.seconds = {"model": 0.0, "labels": 0.0, "wait": 0.0}
 
     def evaluate(self, case_ids: list[str]) -> None:
         """Evaluate the cases; each reaches ``collect`` once scored.
@@ -443,27 +509,30 @@ class _Pipeline:
         Args:
             case_ids: the cases, in order.
         """
-        for case_id in case_ids:
-            case = self._load(case_id)
+        upcoming = iter(case_ids)
+        loading: deque[Job] = deque()
+        for case_id in upcoming:
+            loading.append(self.workers.load(case_id))
+            if len(loading) >= self.workers.ahead:
+                break
+        while loading:
             started = time.perf_counter()
-            inputs = self.evaluator.inputs(self.predictor, case)
-            self.seconds["prepare"] += time.perf_counter() - started
+            case, arrays = self.workers.loaded(loading.popleft())
+            self.seconds["wait"] += time.perf_counter() - started
+            next_id = next(upcoming, None)
+            if next_id is not None:
+                loading.append(self.workers.load(next_id))
+            started = time.perf_counter()
+            inputs = self.evaluator.inputs(self.predictor, arrays)
+            self.seconds["labels"] += time.perf_counter() - started
             self.pending.append(_Pending(case, inputs))
             self.queued += len(inputs)
             while self.queued >= self.batch_size:
                 self._predict_batch()
-            self._collect(keep=None)
+            self._collect(keep=self.workers.ahead)
         while self.queued:
             self._predict_batch()
         self._collect(keep=0)
-
-    def _load(self, case_id: str) -> Any:
-        started = time.perf_counter()
-        volume = self.reader.is_volume(case_id)
-        self.evaluator.check_cases(volumes=volume)
-        case = self.reader.load_volume(case_id) if volume else self.reader.load(case_id)
-        self.seconds["read"] += time.perf_counter() - started
-        return case
 
     def _predict_batch(self) -> None:
         """Predict the next ``batch_size`` queued inputs (fewer at the end) and pass on the completed cases."""
@@ -495,14 +564,19 @@ class _Pipeline:
             probs = item.probs[0] if len(item.probs) == 1 else torch.cat(item.probs)
             prediction = self.evaluator.labels(self.predictor, item.case, probs)
             task = self.evaluator.score_task(item.case, prediction)
-            self.seconds["prepare"] += time.perf_counter() - started
-            self.scorer.submit(item.case, prediction, task)
+            self.seconds["labels"] += time.perf_counter() - started
+            self.scoring.append((item.case, prediction, self.workers.score(task)))
 
-    def _collect(self, keep: int | None) -> None:
+    def _collect(self, keep: int) -> None:
+        """Pass on the scored cases in order: those done, waiting while more than ``keep`` are outstanding."""
         started = time.perf_counter()
-        for case, prediction, scores in self.scorer.finished(keep):
-            self.collect(case, prediction, scores)
-        self.seconds["metrics_wait"] += time.perf_counter() - started
+        while self.scoring:
+            case, prediction, job = self.scoring[0]
+            if len(self.scoring) <= keep and isinstance(job, Future) and not job.done():
+                break
+            self.scoring.popleft()
+            self.collect(case, prediction, self.workers.scored(job))
+        self.seconds["wait"] += time.perf_counter() - started
 
 
 def _overlay_view(case: Any, prediction: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -4,14 +4,16 @@ Papers disagree on resizing, thresholds, empty masks and aggregation, so their n
 the same rules. Every summary a protocol writes names the protocol, the split, the checkpoint rule and the number
 of cases, so numbers computed under different rules are never mixed up.
 
-A protocol evaluates a case in three steps, so that :func:`medseg.evaluation.evaluate_run` can run the model on
-batches gathered from several cases and score cases in worker processes meanwhile:
+A protocol evaluates a case in four steps, so that :func:`medseg.evaluation.evaluate_run` can prepare and score
+cases in worker processes while the model runs on batches gathered from several cases:
 
-1. :meth:`Protocol.inputs`: the case's model inputs at the input size (one per image, one per slice of a volume);
-2. :meth:`Protocol.labels`: the label map to score, from the model's probabilities of those inputs;
-3. :meth:`Protocol.score_task`: the scoring, a picklable :class:`~medseg.metrics.scoring.ScoreTask` (numpy only).
+1. :meth:`Protocol.prepare`: the case's model inputs as numpy arrays (one per image, one per slice of a volume),
+   normalised as in training and resized where the protocol resizes outside torch (numpy only);
+2. :meth:`Protocol.inputs`: those arrays on the model's device, at the input size;
+3. :meth:`Protocol.labels`: the label map to score, from the model's probabilities of those inputs;
+4. :meth:`Protocol.score_task`: the scoring, a picklable :class:`~medseg.metrics.scoring.ScoreTask` (numpy only).
 
-:meth:`Protocol.evaluate_case` and :meth:`Protocol.evaluate_volume` run the three steps for one case here.
+:meth:`Protocol.evaluate_case` and :meth:`Protocol.evaluate_volume` run the four steps for one case here.
 """
 
 from __future__ import annotations
@@ -23,13 +25,22 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from medseg.data import LoadedCase
+from medseg.config import DataConfig
+from medseg.data import LoadedCase, prepare_image
 from medseg.errors import MedsegError
 from medseg.inference import Predictor
 from medseg.metrics import EmptyPolicy, summarize
 from medseg.metrics.scoring import CaseScores, ScoreTask
 
-__all__ = ["SLICE_BATCH", "CaseResult", "Protocol", "ProtocolContext", "format_metric", "resize_bilinear"]
+__all__ = [
+    "SLICE_BATCH",
+    "CaseResult",
+    "Protocol",
+    "ProtocolContext",
+    "format_metric",
+    "prepared",
+    "resize_bilinear",
+]
 
 SLICE_BATCH = 16
 """Inputs per model call when one case is evaluated on its own (:meth:`Protocol.evaluate_case`)."""
@@ -129,6 +140,19 @@ def resize_bilinear(array: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(array, size=size, mode="bilinear", align_corners=False)
 
 
+def prepared(image: np.ndarray, data: DataConfig) -> np.ndarray:
+    """An image normalised exactly as in training (:func:`medseg.data.prepare_image`), at its own size.
+
+    Args:
+        image: raw ``(H, W)`` or ``(H, W, C)`` image.
+        data: the data settings the model was trained with.
+
+    Returns:
+        ``(1, in_channels, H, W)`` float32.
+    """
+    return prepare_image(image if image.ndim == 3 else image[..., None], data)[None]
+
+
 class Protocol:
     """Base class: predict one case and compute its metrics; aggregate the cases.
 
@@ -173,17 +197,30 @@ class Protocol:
                 "use a per-volume protocol such as transunet_acdc or transunet_synapse"
             )
 
-    def inputs(self, predictor: Predictor, case: Any) -> torch.Tensor:
-        """The model inputs of one case, prepared as in training and at the input size.
+    def prepare(self, data: DataConfig, case: Any) -> np.ndarray:
+        """The model inputs of one case before the model's device: numpy only, so a worker process can run it.
 
         Args:
-            predictor: the model with its preprocessing.
+            data: the data settings the model was trained with (its normalisation).
             case: a :class:`~medseg.data.LoadedCase` (2D protocols) or :class:`~medseg.data.LoadedVolume`.
 
         Returns:
-            ``(N, in_channels, S, S)`` on the predictor's device: one row for an image, one per slice of a volume.
+            ``(N, in_channels, h, w)`` float32: one row for an image, one per slice of a volume.
         """
         raise NotImplementedError
+
+    def inputs(self, predictor: Predictor, arrays: np.ndarray) -> torch.Tensor:
+        """Prepared arrays on the model's device, resized (bilinear) to the input size where they are not at it.
+
+        Args:
+            predictor: the model.
+            arrays: what :meth:`prepare` returned.
+
+        Returns:
+            ``(N, in_channels, S, S)``.
+        """
+        size = (self.context.image_size, self.context.image_size)
+        return resize_bilinear(torch.from_numpy(arrays).to(predictor.device), size)
 
     def labels(self, predictor: Predictor, case: Any, probs: torch.Tensor) -> np.ndarray:
         """The label map this protocol scores, from the probabilities of the case's :meth:`inputs`.
@@ -212,7 +249,7 @@ class Protocol:
 
     def _evaluate(self, predictor: Predictor, case: Any) -> CaseResult:
         """Predict (:data:`SLICE_BATCH` inputs per model call) and score one case in this process."""
-        inputs = self.inputs(predictor, case)
+        inputs = self.inputs(predictor, self.prepare(predictor.config.data, case))
         probs = torch.cat(
             [predictor.probabilities(inputs[i : i + SLICE_BATCH]) for i in range(0, len(inputs), SLICE_BATCH)]
         )

@@ -7,12 +7,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from medseg.config import DataConfig
 from medseg.data import LoadedCase
 from medseg.errors import MedsegError
 from medseg.inference import Predictor
 from medseg.metrics import EmptyPolicy, mean_over_classes
 from medseg.metrics.scoring import ScoreTask, compact_labels, score_perimage
-from medseg.protocols.base import CaseResult, Protocol, ProtocolContext
+from medseg.protocols.base import CaseResult, Protocol, ProtocolContext, prepared
 
 __all__ = ["PerImageBinaryCleanProtocol", "PerImageBinaryProtocol", "PerImageProtocol"]
 
@@ -45,8 +46,8 @@ class PerImageProtocol(Protocol):
         """The empty-mask policy this protocol applies."""
         return self.context.policy
 
-    def inputs(self, predictor: Predictor, case: LoadedCase) -> torch.Tensor:
-        return predictor.model_input(case.image)
+    def prepare(self, data: DataConfig, case: LoadedCase) -> np.ndarray:
+        return prepared(case.image, data)
 
     def labels(self, predictor: Predictor, case: LoadedCase, probs: torch.Tensor) -> np.ndarray:
         restored = predictor.restore(probs, case.image.shape[:2])

@@ -5,13 +5,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from medseg.config import DataConfig
 from medseg.data import LoadedCase
 from medseg.errors import MedsegError
 from medseg.inference import Predictor
 from medseg.metrics.scoring import ScoreTask, compact_labels, score_resunetpp
 from medseg.protocols.base import Protocol, ProtocolContext
 from medseg.protocols.eightbit import resize_linear_u8, stored_mask_u8
-from medseg.protocols.uctransnet import input_at_size_u8
+from medseg.protocols.uctransnet import prepare_at_size_u8
 
 __all__ = ["ResUNetPPKvasirProtocol"]
 
@@ -40,8 +41,8 @@ class ResUNetPPKvasirProtocol(Protocol):
             raise MedsegError(f"protocol {self.name} is for binary tasks, got {context.num_classes} classes")
         super().__init__(context)
 
-    def inputs(self, predictor: Predictor, case: LoadedCase) -> torch.Tensor:
-        return input_at_size_u8(predictor, case, self.context.image_size)
+    def prepare(self, data: DataConfig, case: LoadedCase) -> np.ndarray:
+        return prepare_at_size_u8(data, case, self.context.image_size)
 
     def labels(self, predictor: Predictor, case: LoadedCase, probs: torch.Tensor) -> np.ndarray:
         return (probs[0, 0] > self.context.threshold).long().cpu().numpy()

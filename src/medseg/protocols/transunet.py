@@ -8,11 +8,12 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from medseg.config import DataConfig
 from medseg.errors import MedsegError
 from medseg.inference import Predictor
 from medseg.metrics import ASSD_DEFINITIONS, AssdDefinition, mean_over_classes
 from medseg.metrics.scoring import ScoreTask, compact_labels, score_transunet
-from medseg.protocols.base import CaseResult, Protocol, ProtocolContext
+from medseg.protocols.base import CaseResult, Protocol, ProtocolContext, prepared
 
 __all__ = [
     "TransUNetACDCCleanProtocol",
@@ -65,22 +66,26 @@ class TransUNetProtocol(Protocol):
             )
         super().__init__(context)
 
-    def inputs(self, predictor: Predictor, case: Any) -> torch.Tensor:
+    def prepare(self, data: DataConfig, case: Any) -> np.ndarray:
         """The slices as TransUNet's ``test_single_volume`` feeds them: each zoomed to the input size with cubic
         splines (``scipy.ndimage.zoom`` order 3), then prepared as in training.
 
         Args:
-            predictor: the model with its preprocessing.
+            data: the data settings the model was trained with.
             case: the loaded volume, ``(D, H, W)`` or ``(D, H, W, C)``.
 
         Returns:
-            ``(D, in_channels, S, S)`` on the predictor's device.
+            ``(D, in_channels, S, S)`` float32.
         """
         image = case.image
         size = self.context.image_size
         zoom_in = (size / image.shape[1], size / image.shape[2]) + (1,) * (image.ndim - 3)
         slices = [ndimage.zoom(image[i].astype(np.float32), zoom_in, order=3) for i in range(image.shape[0])]
-        return torch.cat([predictor.prepare(array) for array in slices])
+        return np.concatenate([prepared(array, data) for array in slices])
+
+    def inputs(self, predictor: Predictor, arrays: np.ndarray) -> torch.Tensor:
+        """The zoomed slices on the model's device (they are at the input size already)."""
+        return torch.from_numpy(arrays).to(predictor.device)
 
     def labels(self, predictor: Predictor, case: Any, probs: torch.Tensor) -> np.ndarray:
         """Softmax argmax (threshold for one channel) of each slice, zoomed back to the slice size with order 0.

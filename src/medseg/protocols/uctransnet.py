@@ -5,34 +5,36 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from medseg.config import DataConfig
 from medseg.data import LoadedCase
 from medseg.errors import MedsegError
 from medseg.inference import Predictor
 from medseg.metrics.scoring import ScoreTask, compact_labels, score_binary_clean, score_uctransnet
-from medseg.protocols.base import Protocol, ProtocolContext, resize_bilinear
+from medseg.protocols.base import Protocol, ProtocolContext, prepared
 from medseg.protocols.eightbit import case_mask_u8, resize_linear_u8
 
-__all__ = ["UCTransNet2DCleanProtocol", "UCTransNet2DProtocol", "input_at_size_u8"]
+__all__ = ["UCTransNet2DCleanProtocol", "UCTransNet2DProtocol", "prepare_at_size_u8"]
 
 
-def input_at_size_u8(predictor: Predictor, case: LoadedCase, size: int) -> torch.Tensor:
-    """The model input at ``size`` x ``size``, from the image resized the 8-bit way of OpenCV-based loaders.
+def prepare_at_size_u8(data: DataConfig, case: LoadedCase, size: int) -> np.ndarray:
+    """The model input from the image resized the 8-bit way of OpenCV-based loaders.
 
-    A uint8 image (2D datasets) is resized in uint8 by :func:`~medseg.protocols.eightbit.resize_linear_u8` and
-    then prepared as in training (``unit`` normalisation divides by 255); a float image (slices of volumes) is
-    prepared first and resized bilinearly in floating point.
+    A uint8 image (2D datasets) is resized to ``size`` x ``size`` in uint8 by
+    :func:`~medseg.protocols.eightbit.resize_linear_u8` and then prepared as in training (``unit`` normalisation
+    divides by 255); a float image (slices of volumes) is prepared at its own size, and
+    :meth:`~medseg.protocols.Protocol.inputs` resizes it bilinearly in floating point.
 
     Args:
-        predictor: the model with its preprocessing.
+        data: the data settings the model was trained with.
         case: the loaded image.
         size: the side of the square input.
 
     Returns:
-        ``(1, in_channels, size, size)`` on the predictor's device.
+        ``(1, in_channels, h, w)`` float32.
     """
     if case.image.dtype == np.uint8:
-        return predictor.prepare(resize_linear_u8(case.image, (size, size)))
-    return resize_bilinear(predictor.prepare(case.image), (size, size))
+        return prepared(resize_linear_u8(case.image, (size, size)), data)
+    return prepared(case.image, data)
 
 
 class UCTransNet2DProtocol(Protocol):
@@ -61,8 +63,8 @@ class UCTransNet2DProtocol(Protocol):
             raise MedsegError(f"protocol {self.name} is for binary tasks, got {context.num_classes} classes")
         super().__init__(context)
 
-    def inputs(self, predictor: Predictor, case: LoadedCase) -> torch.Tensor:
-        return input_at_size_u8(predictor, case, self.context.image_size)
+    def prepare(self, data: DataConfig, case: LoadedCase) -> np.ndarray:
+        return prepare_at_size_u8(data, case, self.context.image_size)
 
     def labels(self, predictor: Predictor, case: LoadedCase, probs: torch.Tensor) -> np.ndarray:
         return (probs[0, 0] > self.context.threshold).long().cpu().numpy()

@@ -7,12 +7,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from medseg.config import DataConfig
 from medseg.data import LoadedCase
 from medseg.errors import MedsegError
 from medseg.inference import Predictor
 from medseg.metrics import global_confusion_metrics
 from medseg.metrics.scoring import ScoreTask, compact_labels, score_vmunet
-from medseg.protocols.base import CaseResult, Protocol, ProtocolContext, format_metric, resize_bilinear
+from medseg.protocols.base import CaseResult, Protocol, ProtocolContext, format_metric, prepared, resize_bilinear
 
 __all__ = ["VMUNetGlobalProtocol"]
 
@@ -41,9 +42,8 @@ class VMUNetGlobalProtocol(Protocol):
             raise MedsegError(f"protocol {self.name} is for binary tasks, got {context.num_classes} classes")
         super().__init__(context)
 
-    def inputs(self, predictor: Predictor, case: LoadedCase) -> torch.Tensor:
-        size = (self.context.image_size, self.context.image_size)
-        return resize_bilinear(predictor.prepare(case.image), size)
+    def prepare(self, data: DataConfig, case: LoadedCase) -> np.ndarray:
+        return prepared(case.image, data)
 
     def labels(self, predictor: Predictor, case: LoadedCase, probs: torch.Tensor) -> np.ndarray:
         return (probs[0, 0] >= self.context.threshold).long().cpu().numpy()
