@@ -18,8 +18,11 @@ import numpy as np
 import pytest
 import yaml
 from scipy import ndimage
+from typer.testing import CliRunner
 
-from medseg.evaluation import evaluate_run
+from medseg.cli import app
+from medseg.config import load_config
+from medseg.evaluation import evaluate_run, training_device
 from medseg.metrics import symmetric_surface_distances
 from medseg.reports.markdown import rank_cases
 
@@ -31,6 +34,7 @@ CASES = [
     for expected in sorted((run / "expected").glob("*.json"))
 ]
 TOLERANCE = 1e-6
+runner = CliRunner()
 
 
 def copy_run(name: str, into: Path) -> Path:
@@ -111,3 +115,35 @@ def test_surface_distances_on_the_masks_box_equal_those_on_the_whole_array() -> 
         )
         for got, want in zip(symmetric_surface_distances(a, b, spacing), expected, strict=True):
             np.testing.assert_array_equal(got, want)
+
+
+def test_the_cli_passes_device_batch_size_and_workers(tmp_path: Path) -> None:
+    run = copy_run("binary2d", tmp_path)
+    args = ["evaluate", str(run), "--device", "cpu", "--batch-size", "3", "--workers", "1"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    expected = json.loads((FIXTURES / "binary2d" / "expected" / "perimage_binary.json").read_text())
+    cases = json.loads((run / "evaluation" / "test" / "cases.json").read_text())
+    assert_same(cases, expected["cases"], "cases")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--device", "tpu"], "unknown device 'tpu'; use auto, cpu, cuda or cuda:N"),
+        (["--device", "cuda:7"], "device cuda:7 is not available on this machine"),
+        (["--protocol", "transunet_volume", "--workers", "1"], "evaluates volumes, but this split holds 2D images"),
+    ],
+)
+def test_evaluation_errors_are_one_line(args: list[str], message: str, tmp_path: Path) -> None:
+    run = copy_run("binary2d", tmp_path)
+    result = runner.invoke(app, ["evaluate", str(run), *args])
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and message in lines[0], result.output
+
+
+def test_train_evaluates_on_the_device_it_trained_on() -> None:
+    assert training_device(load_config(None, ["train.accelerator=cpu", "eval.device=cuda"])) == "cpu"
+    assert training_device(load_config(None, ["train.accelerator=gpu"])) == "cuda"
+    assert training_device(load_config(None, ["eval.device=cuda:1"])) == "cuda:1"

@@ -281,6 +281,7 @@ def evaluate_run(
         policy=policy,
     )
     evaluator = get_protocol(protocol or config.eval.protocol, context)
+    evaluator.check_cases(volumes=reader.is_volume(case_ids[0]))  # before any output (each case is checked too)
     folder = split if evaluator.name == config.eval.protocol else f"{split}-{evaluator.name}"
     out_dir = run_dir / "evaluation" / (folder + _checkpoint_folder_suffix(ckpt_path, rule))
     absolute = ckpt_path.absolute()

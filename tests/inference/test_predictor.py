@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from medseg.config import load_config
 from medseg.data import prepare_image
 from medseg.engine import build_model
+from medseg.errors import MedsegError
 from medseg.inference import Predictor
+from medseg.inference.predictor import describe_device, resolve_device
 
 
 def make_predictor(*overrides: str) -> Predictor:
@@ -42,3 +45,30 @@ def test_multiclass_argmax_and_grey_input() -> None:
     assert probs.shape == (4, 20, 24)
     np.testing.assert_allclose(probs.sum(0), 1, atol=1e-5)
     np.testing.assert_array_equal(predictor.predict(image), probs.argmax(0))
+
+
+def test_mixed_precision_runs_under_autocast_and_returns_float32() -> None:
+    predictor = make_predictor("data.image_size=32", "data.num_classes=4")
+    image = np.random.default_rng(3).integers(0, 255, (32, 32, 3), dtype=np.uint8)
+    full = predictor.predict_proba(image)
+    mixed = Predictor(predictor.model, predictor.config, precision="bf16-mixed")
+    batch = mixed.model_input(image)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        expected = torch.softmax(mixed.model(batch).float(), dim=1)
+    probs = mixed.probabilities(batch)
+    assert probs.dtype == torch.float32
+    np.testing.assert_array_equal(probs.numpy(), expected.numpy())
+    assert not np.array_equal(probs[0].numpy(), full)  # bfloat16 arithmetic, not float32
+    with pytest.raises(MedsegError, match="unknown precision 'fp8'"):
+        Predictor(predictor.model, predictor.config, precision="fp8")
+
+
+def test_devices_by_name() -> None:
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(MedsegError, match=r"unknown device 'gpu0'; use auto, cpu, cuda or cuda:N"):
+        resolve_device("gpu0")
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    with pytest.raises(MedsegError, match=rf"device cuda:{count} is not available on this machine"):
+        resolve_device(f"cuda:{count}")
+    assert describe_device(torch.device("cpu")) == "cpu"
