@@ -357,9 +357,12 @@ def data_cache(
         build = cache.ensure(cases)
         size = cache.size_bytes(build.entries)
     built = f"{build.built} built in {build.seconds:.1f} s" if build.built else "all already cached"
-    console.print(f"cache: [bold]{cache.folder}[/]", highlight=False)
     counts = " + ".join(f"{len(ids)} {split}" for split, ids in splits.items())
-    console.print(f"{len(cases)} {reader.name} cases ({counts}; {built}): {size / 2**20:.1f} MiB", highlight=False)
+    console.print(f"cache: [bold]{cache.folder}[/]", highlight=False)
+    console.print(
+        f"{reader.name}: {counts} cases = {len(cases)} 2D images or slices ({built}), {size / 2**20:.1f} MiB",
+        highlight=False,
+    )
 
 
 @app.command()

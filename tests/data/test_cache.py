@@ -259,7 +259,8 @@ def test_data_cache_command_builds_once_and_reports_folder_and_size(tmp_path: Pa
     cfg = DataConfig(dataset="kvasir", root=str(root), image_size=16, cache_dir=str(tmp_path / "cache"))
     folder = PreparedCache(build_reader(cfg), cfg).folder
     assert f"cache: {folder}" in first.output
-    assert "11 kvasir cases (7 train + 1 val + 3 test; 11 built in" in first.output and "MiB" in first.output
+    assert "kvasir: 7 train + 1 val + 3 test cases = 11 2D images or slices (11 built in" in first.output
+    assert "MiB" in first.output
     second = runner.invoke(app, arguments)
     assert second.exit_code == 0 and "all already cached" in second.output
 
