@@ -3,7 +3,11 @@ entries, the cache folder and ``medseg data cache``."""
 
 from __future__ import annotations
 
+import fcntl
+import logging
 import os
+import threading
+import time
 from pathlib import Path
 from typing import BinaryIO
 
@@ -16,7 +20,10 @@ from typer.testing import CliRunner
 from medseg.cli import app
 from medseg.config import DataConfig
 from medseg.data import (
+    CaseRecord,
     DataError,
+    DatasetReader,
+    LoadedCase,
     PreparedCache,
     SegmentationDataset,
     build_datasets,
@@ -24,6 +31,7 @@ from medseg.data import (
     cache_root,
     make_splits,
 )
+from medseg.data.cache import CacheBuild
 from tests.data import layouts
 from tests.data.folders import folder_config, rgb_image, write_binary_folder, write_image
 from tests.data.test_every_reader import LAYOUTS, config
@@ -195,7 +203,7 @@ def test_an_interrupted_build_leaves_no_entry_and_is_finished_next_time(
     monkeypatch.setattr(np, "save", save)
     entries = cache.entries(ids)
     assert [entry.is_file() for entry in entries] == [True, False, False, False]
-    assert sorted(path.name for path in cache.folder.iterdir()) == sorted([entries[0].name, "settings.json"])
+    assert sorted(path.name for path in cache.folder.iterdir()) == sorted([entries[0].name, ".lock", "settings.json"])
     leftover = cache.folder / f".tmp-killed{entries[1].suffix}"  # what a kill -9 while writing leaves behind
     leftover.write_bytes(b"\x93NUMPY" + bytes(40))
 
@@ -217,6 +225,49 @@ def test_concurrent_builders_of_one_entry_leave_one_complete_file(tmp_path: Path
     assert entry.read_bytes() == content
     np.testing.assert_array_equal(held["mask"], np.load(entry)["mask"])
     assert [path.name for path in first.folder.iterdir()] == [entry.name]  # no temporary file left
+
+
+def test_a_run_that_finds_another_building_waits_and_builds_only_what_is_missing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = write_binary_folder(tmp_path / "data", 3)
+    cfg = folder_config(root, image_size=16, cache_dir=str(tmp_path / "cache"))
+    reader = build_reader(cfg)
+    ids = reader.case_ids()
+    other, waiting = PreparedCache(reader, cfg), PreparedCache(reader, cfg)
+    other.folder.mkdir(parents=True)
+    builds: list[CacheBuild] = []
+    with (other.folder / ".lock").open("a") as lock, caplog.at_level(logging.INFO, logger="medseg"):
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another run is building this cache
+        thread = threading.Thread(target=lambda: builds.append(waiting.ensure(ids)))
+        thread.start()
+        deadline = time.monotonic() + 60
+        while "waiting for another process" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert "waiting for another process" in caplog.text
+        for case, entry in zip(ids[:2], other.entries(ids[:2]), strict=True):
+            other.build_entry(case, entry)
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        thread.join()
+    assert [build.built for build in builds] == [1]
+    assert all(entry.is_file() for entry in builds[0].entries)
+
+
+def test_generated_data_of_another_reader_is_not_cached() -> None:
+    class Generated(DatasetReader):
+        name = "generated"
+        needs_root = False
+
+        def list_cases(self) -> list[CaseRecord]:
+            return [CaseRecord("a", None, None), CaseRecord("b", None, None)]
+
+        def load(self, case_id: str) -> LoadedCase:
+            return LoadedCase(case_id, np.full((8, 8, 3), 7, np.uint8), np.zeros((8, 8), np.int64))
+
+    cfg = DataConfig(image_size=8)
+    datasets = build_datasets(Generated(cfg), {"train": ["a"], "val": ["b"]}, cfg)
+    assert datasets["train"].entries is None and datasets["val"].entries is None
+    assert build_datasets(build_reader(cfg), {"train": ["train_0000"]}, cfg)["train"].entries is not None
 
 
 def test_bad_files_fail_when_the_cache_is_built_with_one_line(tmp_path: Path) -> None:

@@ -50,6 +50,7 @@ import medseg
 from medseg.config import DataConfig, resolve_path
 from medseg.data.errors import DataError
 from medseg.data.readers import CaseRecord, DatasetReader
+from medseg.data.synthetic import SyntheticReader
 from medseg.data.transforms import build_transforms, prepare_image
 from medseg.errors import MedsegError
 from medseg.runtime import available_cpus
@@ -60,6 +61,7 @@ __all__ = [
     "CacheBuild",
     "PreparedCache",
     "cache_root",
+    "cacheable",
     "case_sources",
     "decode_image",
     "encode_image",
@@ -76,6 +78,7 @@ CACHE_FORMAT = 1
 """Version of the entry layout and of the preparation code; a new value starts new caches."""
 
 ENTRY_SUFFIX = ".npy"
+LOCK_FILE = ".lock"
 _TEMP_PREFIX = ".tmp-"
 _STALE_TEMP_SECONDS = 3600.0
 _CASES_PER_BUILD_WORKER = 32
@@ -99,6 +102,19 @@ def cache_root(data_cfg: DataConfig) -> Path:
         return resolve_path(os.environ[CACHE_ENV])
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return resolve_path(base) / "medseg"
+
+
+def cacheable(reader: DatasetReader) -> bool:
+    """Whether the cache can tell when a reader's cases change.
+
+    Args:
+        reader: the dataset.
+
+    Returns:
+        ``True`` for readers of a folder (each entry's key holds its files) and for the synthetic dataset (a
+        function of its settings); other generated data (a reader without a folder) is served directly.
+    """
+    return reader.root is not None or isinstance(reader, SyntheticReader)
 
 
 def preprocessing_settings(reader: DatasetReader, data_cfg: DataConfig) -> dict[str, Any]:
@@ -377,7 +393,8 @@ class PreparedCache:
     def ensure(self, case_ids: list[str], progress: bool | None = None) -> CacheBuild:
         """Build the entries that are missing (with a progress bar on a terminal) and return every entry.
 
-        Many missing cases are built in parallel in worker processes (one per CPU, up to 8).
+        Many missing cases are built in parallel in worker processes (one per CPU, up to 8). A process that finds
+        another one building the same cache waits for it and builds only what is still missing.
 
         Args:
             case_ids: 2D case ids (slice ids ``<volume>:<index>`` included).
@@ -390,26 +407,53 @@ class PreparedCache:
             DataError: a case that cannot be read (nothing is written for it).
         """
         entries = self.entries(case_ids)
-        jobs = list({entry: case for case, entry in zip(case_ids, entries, strict=True) if not entry.is_file()}.items())
-        if not jobs:
+        if all(entry.is_file() for entry in entries):
             return CacheBuild(entries, 0, 0.0)
         started = time.perf_counter()
         try:
+            self.folder.mkdir(parents=True, exist_ok=True)
             self._remove_stale_temps()
             self._write_settings()
         except OSError as error:
             raise self._unwritable(error) from None
-        builder = _EntryBuilder(self, [(case, entry) for entry, case in jobs])
-        workers = min(available_cpus(), _MAX_BUILD_WORKERS, len(jobs) // _CASES_PER_BUILD_WORKER)
-        loader = DataLoader(builder, batch_size=None, num_workers=workers if workers > 1 else 0)
-        with _progress(progress, f"caching {len(jobs)} {self.reader.name} cases", len(jobs)) as advance:
-            for result in loader:
-                if isinstance(result, MedsegError):  # raised here: worker exceptions come back as multi-line text
-                    raise result
-                advance()
+        with self._build_lock():  # what another process built meanwhile is not built again
+            missing = {entry: case for case, entry in zip(case_ids, entries, strict=True) if not entry.is_file()}
+            builder = _EntryBuilder(self, [(case, entry) for entry, case in missing.items()])
+            workers = min(available_cpus(), _MAX_BUILD_WORKERS, len(missing) // _CASES_PER_BUILD_WORKER)
+            loader = DataLoader(builder, batch_size=None, num_workers=workers if workers > 1 else 0)
+            with _progress(progress, f"caching {len(missing)} {self.reader.name} cases", len(missing)) as advance:
+                for result in loader:
+                    if isinstance(result, MedsegError):  # raised here: worker exceptions come back as multi-line text
+                        raise result
+                    advance()
         seconds = time.perf_counter() - started
-        log.info("cached %d %s cases in %.1f s (%s)", len(jobs), self.reader.name, seconds, self.folder)
-        return CacheBuild(entries, len(jobs), seconds)
+        if missing:
+            log.info("cached %d %s cases in %.1f s (%s)", len(missing), self.reader.name, seconds, self.folder)
+        return CacheBuild(entries, len(missing), seconds)
+
+    @contextmanager
+    def _build_lock(self) -> Iterator[None]:
+        """Hold the folder's build lock (``flock`` of ``.lock``), so that runs starting together (the ranks of a
+        multi-GPU run, two trainings) build each entry once; without file locks (another OS, some network file
+        systems) entries are still written atomically, only perhaps twice."""
+        try:
+            import fcntl
+        except ImportError:
+            yield
+            return
+        try:
+            stream = (self.folder / LOCK_FILE).open("a")
+        except OSError as error:
+            raise self._unwritable(error) from None
+        with stream:
+            try:
+                fcntl.flock(stream, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                log.info("waiting for another process building the cache %s", self.folder)
+                fcntl.flock(stream, fcntl.LOCK_EX)
+            except OSError:
+                pass  # a file system without locks
+            yield
 
     def size_bytes(self, entries: Iterable[Path]) -> int:
         """Bytes the given entries take on disk.

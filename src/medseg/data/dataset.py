@@ -10,7 +10,7 @@ from monai.transforms import Compose
 from torch.utils.data import Dataset
 
 from medseg.config import DataConfig
-from medseg.data.cache import PreparedCache, read_entry
+from medseg.data.cache import PreparedCache, cacheable, read_entry
 from medseg.data.errors import DataError
 from medseg.data.files import format_names
 from medseg.data.readers import DatasetReader
@@ -138,7 +138,8 @@ def build_datasets(
         splits: split name -> case ids (from :func:`medseg.data.splits.make_splits`).
         data_cfg: the data section of the experiment.
         cache: serve the splits from the preprocessed cache (:class:`~medseg.data.cache.PreparedCache` in
-            :func:`~medseg.data.cache.cache_root`); ``None``: ``data_cfg.cache``.
+            :func:`~medseg.data.cache.cache_root`) when the reader is :func:`~medseg.data.cache.cacheable`;
+            ``None``: ``data_cfg.cache``.
 
     Returns:
         Split name -> dataset.
@@ -148,7 +149,7 @@ def build_datasets(
     """
     slices = {name: [slice_id for case in ids for slice_id in reader.slice_ids(case)] for name, ids in splits.items()}
     prepared = None
-    if data_cfg.cache if cache is None else cache:
+    if (data_cfg.cache if cache is None else cache) and cacheable(reader):
         everything = list(dict.fromkeys(case for ids in slices.values() for case in ids))
         _check_known(reader, everything)
         prepared = PreparedCache(reader, data_cfg)
