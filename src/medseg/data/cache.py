@@ -74,7 +74,7 @@ log = logging.getLogger(__name__)
 CACHE_ENV = "MEDSEG_CACHE"
 """The environment variable that moves the default cache folder."""
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 """Version of the entry layout and of the preparation code; a new value starts new caches."""
 
 ENTRY_SUFFIX = ".npy"
