@@ -35,7 +35,7 @@ from rich.progress import Progress
 
 from medseg.config import DataConfig, ExperimentConfig, config_from_dict
 from medseg.data import DatasetReader, build_reader, load_splits
-from medseg.engine.checkpoint import CheckpointError
+from medseg.engine.checkpoint import CheckpointError, load_checkpoint_config, read_checkpoint
 from medseg.engine.trainer import resolve_precision
 from medseg.errors import MedsegError
 from medseg.inference import Predictor
@@ -272,9 +272,9 @@ def evaluate_run(
     if worker_count < 0:
         raise MedsegError(f"the number of metric workers must be 0 or more, got {worker_count}")
 
-    precision = _precision(config, torch_device)
-    predictor = Predictor.from_checkpoint(ckpt_path, torch_device, precision)
-    _check_same_model(run_dir, config, ckpt_path, predictor.config)
+    payload = read_checkpoint(ckpt_path)
+    model_config = load_checkpoint_config(payload, ckpt_path)
+    _check_same_model(run_dir, config, ckpt_path, model_config)
     reader = build_reader(config.data)
     policy = EmptyPolicy(both_empty=config.eval.both_empty, hd95_empty=config.eval.hd95_empty)
     context = ProtocolContext(
@@ -295,20 +295,22 @@ def evaluate_run(
     _check_not_another_checkpoint(out_dir, recorded)
     worst = _WorstCases(config.eval.overlays, evaluator.ranking_metric)
     results: list[CaseResult] = []
-    with (
-        _Workers(worker_count, reader, evaluator, predictor.config.data) as workers_pool,
-        Progress(disable=not progress) as bar,
-    ):
-        task = bar.add_task(f"evaluating {split}", total=len(case_ids))
+    precision = _precision(config, torch_device)
+    # the workers are forked before the model is built, before CUDA and the progress bar's thread start
+    with _Workers(worker_count, reader, evaluator, model_config.data) as workers_pool:
+        predictor = Predictor.from_payload(payload, ckpt_path, torch_device, precision)
+        del payload
+        with Progress(disable=not progress) as bar:
+            task = bar.add_task(f"evaluating {split}", total=len(case_ids))
 
-        def collect(case: Any, prediction: np.ndarray, scores: CaseScores) -> None:
-            result = CaseResult.from_scores(case.case_id, scores)
-            results.append(result)
-            worst.offer(_json_ready(result.to_json()), lambda: _overlay_view(case, prediction))
-            bar.advance(task)
+            def collect(case: Any, prediction: np.ndarray, scores: CaseScores) -> None:
+                result = CaseResult.from_scores(case.case_id, scores)
+                results.append(result)
+                worst.offer(_json_ready(result.to_json()), lambda: _overlay_view(case, prediction))
+                bar.advance(task)
 
-        run = _Pipeline(evaluator, predictor, workers_pool, batch_size, collect)
-        run.evaluate(case_ids)
+            run = _Pipeline(evaluator, predictor, workers_pool, batch_size, collect)
+            run.evaluate(case_ids)
 
     cases = [_json_ready(r.to_json()) for r in results]
     overlays = _draw_overlays(out_dir, worst.ranked())
@@ -385,9 +387,9 @@ def _result(job: Job) -> tuple[Any, ...]:
 class _Workers:
     """Worker processes that read and prepare cases ahead of the model and score them after it.
 
-    With no workers, both happen in this process, when asked. On Linux the workers are forked, before the
-    progress bar starts a thread: they start in milliseconds with everything imported, and run numpy and SciPy
-    only (never torch, OpenMP or CUDA, which are not fork-safe). A fork server or spawned workers would import the
+    With no workers, both happen in this process, when asked. On Linux the workers are forked, before the model
+    is built: they start in milliseconds with everything imported, and run numpy and SciPy only (never torch,
+    OpenMP or CUDA, which are not fork-safe). A fork server or spawned workers would import the
     caller's main script again, which breaks scripts that call :func:`evaluate_run` without an
     ``if __name__ == "__main__"`` guard; other systems spawn them anyway.
 

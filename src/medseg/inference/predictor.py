@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -107,7 +108,23 @@ class Predictor:
         Returns:
             The predictor.
         """
-        payload = read_checkpoint(path)
+        return cls.from_payload(read_checkpoint(path), path, device, precision)
+
+    @classmethod
+    def from_payload(
+        cls, payload: dict[str, Any], path: str | Path, device: str | torch.device = "cpu", precision: str = "32"
+    ) -> Predictor:
+        """Rebuild the model and its preprocessing from a checkpoint already read (:func:`read_checkpoint`).
+
+        Args:
+            payload: the checkpoint's content.
+            path: its file, for error messages.
+            device: where to run the model.
+            precision: ``32``, ``bf16-mixed`` or ``16-mixed`` (see the class).
+
+        Returns:
+            The predictor.
+        """
         config = load_checkpoint_config(payload, path)
         model = build_model(config)
         state = {k.removeprefix("model."): v for k, v in payload["state_dict"].items() if k.startswith("model.")}
