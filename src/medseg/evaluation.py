@@ -230,7 +230,7 @@ def evaluate_run(
       ``last.ckpt`` counts as ``best`` or ``last``.
 
     The model runs on ``device`` on batches of ``batch_size`` inputs (images, or slices of volumes) taken from
-    consecutive cases, while ``workers`` processes score the cases already predicted.
+    consecutive cases, while ``workers`` processes read and prepare the next cases and score the predicted ones.
 
     Args:
         run_dir: the run folder.
@@ -240,7 +240,8 @@ def evaluate_run(
         progress: show a progress bar.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (``eval.device`` of the run's config when ``None``).
         batch_size: model inputs per batch (``eval.batch_size`` when ``None``).
-        workers: scoring processes, 0 to score in this process (``eval.metric_workers`` when ``None``).
+        workers: worker processes, 0 to read and score the cases in this process (``eval.metric_workers`` when
+            ``None``).
 
     Returns:
         The output folder, summary, headline and timings.
@@ -265,12 +266,12 @@ def evaluate_run(
     if not case_ids:
         raise MedsegError(f"split {split!r} of {run_dir} is empty")
     torch_device = resolve_device(device or config.eval.device)
-    batch_size = batch_size or config.eval.batch_size
+    batch_size = config.eval.batch_size if batch_size is None else batch_size
     if batch_size < 1:
         raise MedsegError(f"the evaluation batch size must be at least 1, got {batch_size}")
     worker_count = min(metric_workers(config.eval.metric_workers if workers is None else workers), len(case_ids))
     if worker_count < 0:
-        raise MedsegError(f"the number of metric workers must be 0 or more, got {worker_count}")
+        raise MedsegError(f"the number of evaluation workers must be 0 or more, got {worker_count}")
 
     payload = read_checkpoint(ckpt_path)
     model_config = load_checkpoint_config(payload, ckpt_path)
@@ -377,10 +378,10 @@ def _load_in_worker(case_id: str) -> tuple[Any, np.ndarray, float]:
     return _load_case(*_WORKER_STATE, case_id)
 
 
-Job = Future[tuple[Any, ...]] | tuple[Any, ...]
+_Job = Future[tuple[Any, ...]] | tuple[Any, ...]
 
 
-def _result(job: Job) -> tuple[Any, ...]:
+def _result(job: _Job) -> tuple[Any, ...]:
     return job.result() if isinstance(job, Future) else job
 
 
@@ -389,9 +390,9 @@ class _Workers:
 
     With no workers, both happen in this process, when asked. On Linux the workers are forked, before the model
     is built: they start in milliseconds with everything imported, and run numpy and SciPy only (never torch,
-    OpenMP or CUDA, which are not fork-safe). A fork server or spawned workers would import the
-    caller's main script again, which breaks scripts that call :func:`evaluate_run` without an
-    ``if __name__ == "__main__"`` guard; other systems spawn them anyway.
+    OpenMP or CUDA, which are not fork-safe). A fork server or spawned workers would import the caller's main
+    script again, which breaks scripts that call :func:`evaluate_run` without an ``if __name__ == "__main__"``
+    guard; other systems spawn them anyway.
 
     Args:
         workers: worker processes; 0 does everything in this process.
@@ -417,7 +418,7 @@ class _Workers:
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
 
-    def load(self, case_id: str) -> Job:
+    def load(self, case_id: str) -> _Job:
         """Start reading and preparing a case.
 
         Args:
@@ -430,7 +431,7 @@ class _Workers:
             return _load_case(*self.state, case_id)
         return self.pool.submit(_load_in_worker, case_id)
 
-    def loaded(self, job: Job) -> tuple[Any, np.ndarray]:
+    def loaded(self, job: _Job) -> tuple[Any, np.ndarray]:
         """Wait for a load job.
 
         Args:
@@ -443,7 +444,7 @@ class _Workers:
         self.seconds["load"] += seconds
         return case, arrays
 
-    def score(self, task: ScoreTask) -> Job:
+    def score(self, task: ScoreTask) -> _Job:
         """Start scoring a case.
 
         Args:
@@ -454,7 +455,7 @@ class _Workers:
         """
         return timed_score(task) if self.pool is None else self.pool.submit(timed_score, task)
 
-    def scored(self, job: Job) -> CaseScores:
+    def scored(self, job: _Job) -> CaseScores:
         """Wait for a scoring job.
 
         Args:
@@ -474,13 +475,15 @@ class _Pending:
 
     case: Any
     inputs: torch.Tensor
-    probs: list[torch.Tensor] = field(default_factory=list)
-    sent: int = 0  # inputs already put in a batch
-    done: int = 0  # inputs whose probabilities came back
+    probs: list[torch.Tensor] = field(default_factory=list)  # of the inputs predicted so far, in order
+
+    @property
+    def predicted(self) -> int:
+        return sum(len(chunk) for chunk in self.probs)
 
     @property
     def complete(self) -> bool:
-        return self.done == len(self.inputs)
+        return self.predicted == len(self.inputs)
 
 
 class _Pipeline:
@@ -507,7 +510,7 @@ class _Pipeline:
         self.collect = collect
         self.pending: deque[_Pending] = deque()
         self.queued = 0  # inputs not yet predicted
-        self.scoring: deque[tuple[Any, np.ndarray, Job]] = deque()
+        self.scoring: deque[tuple[Any, np.ndarray, _Job]] = deque()
         self.seconds = {"model": 0.0, "labels": 0.0, "wait": 0.0}
 
     def evaluate(self, case_ids: list[str]) -> None:
@@ -517,7 +520,7 @@ class _Pipeline:
             case_ids: the cases, in order.
         """
         upcoming = iter(case_ids)
-        loading: deque[Job] = deque()
+        loading: deque[_Job] = deque()
         for case_id in upcoming:
             loading.append(self.workers.load(case_id))
             if len(loading) >= self.workers.ahead:
@@ -546,13 +549,13 @@ class _Pipeline:
         parts: list[tuple[_Pending, int]] = []
         room = self.batch_size
         for item in self.pending:
-            take = min(room, len(item.inputs) - item.sent)
+            take = min(room, len(item.inputs) - item.predicted)
             if take:
                 parts.append((item, take))
                 room -= take
             if not room:
                 break
-        chunks = [item.inputs[item.sent : item.sent + take] for item, take in parts]
+        chunks = [item.inputs[item.predicted : item.predicted + take] for item, take in parts]
         started = time.perf_counter()
         probs = self.predictor.probabilities(chunks[0] if len(chunks) == 1 else torch.cat(chunks))
         if probs.is_cuda:
@@ -561,8 +564,6 @@ class _Pipeline:
         offset = 0
         for item, take in parts:
             item.probs.append(probs[offset : offset + take])
-            item.sent += take
-            item.done += take
             offset += take
         self.queued -= offset
         while self.pending and self.pending[0].complete:
