@@ -105,25 +105,32 @@ def ramp_batch(size: int = 2) -> dict[str, Any]:
     return {"image": image, "mask": mask, "case_id": [f"c{index}" for index in range(size)]}
 
 
+def fake_trainer(training: bool, batches_done: int = 0) -> SimpleNamespace:
+    """What the batch hook reads of the trainer: mode, epoch, rank and the batches already done this epoch."""
+    progress = SimpleNamespace(current=SimpleNamespace(ready=batches_done))
+    loop = SimpleNamespace(epoch_loop=SimpleNamespace(batch_progress=progress))
+    return SimpleNamespace(training=training, current_epoch=0, global_rank=0, fit_loop=loop)
+
+
 def test_the_batch_hook_augments_training_batches_only() -> None:
     task = augmenting_task("data.transforms.brightness_prob=1")
     batch = ramp_batch()
-    task.trainer = SimpleNamespace(training=False, current_epoch=0, global_rank=0)
+    task.trainer = fake_trainer(training=False)
     assert task.on_after_batch_transfer(batch, 0) is batch
-    task.trainer = SimpleNamespace(training=True, current_epoch=0, global_rank=0)
-    task.on_train_epoch_start()
+    task.trainer = fake_trainer(training=True)
     first = task.on_after_batch_transfer(batch, 0)
     assert torch.equal(first["mask"], batch["mask"].flip(-1)) and first["case_id"] == batch["case_id"]
     assert not torch.allclose(first["image"], batch["image"].flip(-1))  # and brightened
+    task.trainer = fake_trainer(training=True, batches_done=1)
     second = task.on_after_batch_transfer(batch, 0)
     assert not torch.equal(second["image"], first["image"])  # the next batch draws other brightness factors
-    task.on_train_epoch_start()
+    task.trainer = fake_trainer(training=True)  # the same batch index (a new epoch's start, or a resumed run)
     torch.testing.assert_close(task.on_after_batch_transfer(batch, 0)["image"], first["image"])
 
 
 def test_a_reconstruction_run_augments_the_geometry_only() -> None:
     task = augmenting_task("train.task=reconstruction", "data.transforms.brightness_prob=1")
-    task.trainer = SimpleNamespace(training=True, current_epoch=0, global_rank=0)
+    task.trainer = fake_trainer(training=True)
     batch = ramp_batch()
     out = task.on_after_batch_transfer(batch, 0)
     assert torch.equal(out["image"], batch["image"].flip(-1)) and torch.equal(out["mask"], batch["mask"].flip(-1))

@@ -109,7 +109,6 @@ class SegmentationTask(pl.LightningModule):
         default = reconstruction_objective if self.reconstruction else build_objective
         self.objective = objective or default(self.config)
         self.augment = BatchAugment(self.config.data, intensity=not self.reconstruction)
-        self._train_batch = 0
         self._last_finite: tuple[int, dict[str, torch.Tensor]] | None = None
         # validation means over images, reduced over processes as float sums and counts (not in the state dict)
         self.val_loss = MeanMetric()
@@ -132,9 +131,6 @@ class SegmentationTask(pl.LightningModule):
             return encode_label_map(batch["mask"], self.config.data.in_channels)
         return batch["image"]
 
-    def on_train_epoch_start(self) -> None:
-        self._train_batch = 0
-
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """Augment a training batch on its device; other batches pass unchanged.
 
@@ -151,10 +147,8 @@ class SegmentationTask(pl.LightningModule):
         trainer = self.trainer
         if not trainer.training or not self.augment.enabled:
             return batch
-        generator = batch_generator(
-            self.config.train.seed, trainer.current_epoch, self._train_batch, trainer.global_rank
-        )
-        self._train_batch += 1
+        index = trainer.fit_loop.epoch_loop.batch_progress.current.ready  # batches before this one, kept on resume
+        generator = batch_generator(self.config.train.seed, trainer.current_epoch, index, trainer.global_rank)
         image, mask = self.augment(batch["image"], batch["mask"], generator)
         return {**batch, "image": image, "mask": mask}
 
