@@ -228,3 +228,20 @@ def test_grad_clip_bounds_each_step(tmp_path: Path) -> None:
     # two SGD steps of lr 0.5 with gradients clipped to norm 1e-4 move the weights by at most 1e-4
     assert weight_change(tmp_path, "clipped", "optim.grad_clip=0.0001") <= 1e-4 * 1.0001
     assert weight_change(tmp_path, "free") > 1e-2
+
+
+def test_queued_checks_name_the_first_non_finite_step() -> None:
+    """On an accelerator the flags of several steps are read at once: the error still names the first bad step."""
+    from types import SimpleNamespace
+
+    from medseg.engine.module import SegmentationTask
+
+    task = SegmentationTask(load_config(None, TINY).model_dump(mode="json"))
+    strategy = SimpleNamespace(reduce_boolean_decision=lambda decision, all: decision)
+    task.trainer = SimpleNamespace(strategy=strategy, current_epoch=0, precision="32-true", checkpoint_callbacks=[])
+    for step, loss in enumerate([0.9, float("nan"), 0.7], start=1):
+        value = {"loss": torch.tensor(loss)}
+        task._pending_finite.append((step, value, torch.isfinite(value["loss"]).all()))
+    with pytest.raises(NonFiniteError, match=r"epoch 1, step 2: loss is nan; last finite values \(step 1\): loss 0.9"):
+        task._read_finite_flags()
+    assert task._pending_finite == []

@@ -17,7 +17,10 @@ from medseg.models import SegmentationModel, create_model
 from medseg.objectives import Objective, build_objective
 from medseg.objectives.reconstruction import encode_label_map, reconstruction_objective
 
-__all__ = ["NonFiniteError", "SegmentationTask", "batch_dice", "build_model"]
+__all__ = ["FINITE_CHECK_EVERY", "NonFiniteError", "SegmentationTask", "batch_dice", "build_model"]
+
+FINITE_CHECK_EVERY = 16
+"""Training steps between two reads of the loss-finiteness flags on an accelerator (every step on the CPU)."""
 
 
 class NonFiniteError(MedsegError):
@@ -110,6 +113,7 @@ class SegmentationTask(pl.LightningModule):
         self.objective = objective or default(self.config)
         self.augment = BatchAugment(self.config.data, intensity=not self.reconstruction)
         self._last_finite: tuple[int, dict[str, torch.Tensor]] | None = None
+        self._pending_finite: list[tuple[int, dict[str, torch.Tensor], torch.Tensor]] = []
         # validation means over images, reduced over processes as float sums and counts (not in the state dict)
         self.val_loss = MeanMetric()
         self.val_dice = MeanMetric()
@@ -163,28 +167,52 @@ class SegmentationTask(pl.LightningModule):
         return total
 
     def _check_finite(self, values: dict[str, torch.Tensor]) -> None:
-        """Raise :class:`NonFiniteError` when the loss or a term is not finite on any process; else remember them.
+        """Queue this step's finiteness check of the loss and its terms; run the queue when it is due.
 
-        One device-to-host transfer per step (and one all-reduce of a flag in a multi-device run, so every process
-        stops at the same step).
+        On the CPU every step is checked at once. On an accelerator the flags stay on the device and are read
+        every :data:`FINITE_CHECK_EVERY` steps and at the end of each training epoch, so steps do not wait for the
+        device to finish; a checkpoint is never written with non-finite weights in any case
+        (:meth:`on_save_checkpoint`).
         """
         detached = {name: value.detach() for name, value in values.items()}
-        flags = torch.stack([torch.isfinite(value.float()).all() for value in detached.values()])
-        local = bool(flags.all())
+        flag = torch.stack([torch.isfinite(value.float()).all() for value in detached.values()]).all()
+        self._pending_finite.append((self.trainer.global_step + 1, detached, flag))
+        if self.device.type == "cpu" or len(self._pending_finite) >= FINITE_CHECK_EVERY:
+            self._read_finite_flags()
+
+    def on_train_epoch_end(self) -> None:
+        self._read_finite_flags()
+
+    def _read_finite_flags(self) -> None:
+        """Raise :class:`NonFiniteError` when a queued step was not finite on any process; else remember the last.
+
+        One device-to-host transfer per call (and one all-reduce of a flag in a multi-device run, so every process
+        stops at the same step).
+        """
+        pending, self._pending_finite = self._pending_finite, []
+        if not pending:
+            return
+        flags = torch.stack([flag for _, _, flag in pending]).tolist()
+        local = all(flags)
         if self.trainer.strategy.reduce_boolean_decision(local, all=True):
-            self._last_finite = (self.trainer.global_step + 1, detached)
+            self._last_finite = pending[-1][:2]
             return
         trainer = self.trainer
-        where = f"epoch {trainer.current_epoch + 1}, step {trainer.global_step + 1}"
+        first_bad = flags.index(False) if not local else len(flags) - 1
+        if first_bad > 0:
+            self._last_finite = pending[first_bad - 1][:2]
+        step, detached, _ = pending[first_bad]
+        where = f"epoch {trainer.current_epoch + 1}, step {step}"
         if local:
             bad = "on another process"
         else:
-            named = zip(detached.items(), flags.tolist(), strict=True)
+            terms = [torch.isfinite(value.float()).all().item() for value in detached.values()]
+            named = zip(detached.items(), terms, strict=True)
             bad = ", ".join(f"{name} is {value.float().item():g}" for (name, value), finite in named if not finite)
         previous = "no finite step before it"
         if self._last_finite is not None:
-            step, last = self._last_finite
-            previous = f"last finite values (step {step}): " + ", ".join(
+            last_step, last = self._last_finite
+            previous = f"last finite values (step {last_step}): " + ", ".join(
                 f"{name} {value.float().item():.4g}" for name, value in last.items()
             )
         precision = str(trainer.precision)
