@@ -28,6 +28,7 @@ errors = Console(stderr=True)
 
 if TYPE_CHECKING:
     from medseg.evaluation import EvaluationOutput
+    from medseg.studies import RunOutcome, StudyConfig
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 
@@ -378,6 +379,78 @@ def demo(
         output = run_demo(output_dir, epochs)
     console.print(f"demo test ({output.summary['num_cases']} synthetic images): {output.headline}")
     console.print(f"report: [bold]{output.report}[/]")
+
+
+@app.command()
+def study(
+    study_file: Annotated[Path, typer.Argument(metavar="STUDY", help="study YAML, e.g. studies/cpu-glas.yaml")],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="list the runs, what each still needs and the cost estimate; run none")
+    ] = False,
+    jobs: Annotated[
+        int,
+        typer.Option(
+            help="runs at a time, each a process with CPUs // jobs threads (and one GPU each where there are "
+            "several); 0: one after another in this process"
+        ),
+    ] = 1,
+) -> None:
+    """Train and evaluate every (arm, dataset, seed) of a study and compare the arms with the reference arm.
+
+    Runs go into <output_dir>/<name>/runs/; runs that are done are skipped, interrupted ones resumed (as
+    `medseg train --resume`), and study.md / study.csv / study.png are rewritten after every run that ends.
+    """
+    with _user_errors():
+        from medseg.studies import load_study, run_study
+
+        spec = load_study(study_file)
+        if dry_run:
+            _print_study_plan(spec, jobs)
+            return
+        _quiet_lightning()
+
+        def progress(outcome: RunOutcome) -> None:
+            state = "done" if outcome.ok else "[bold red]failed[/]"
+            console.print(f"{state}: {outcome.run_id}" + ("" if outcome.ok else f": {outcome.message}"))
+
+        outcomes = run_study(spec, study_file, jobs, on_outcome=progress)
+    console.print(f"report: [bold]{spec.study_dir / 'study.md'}[/]")
+    if any(not outcome.ok for outcome in outcomes):
+        raise typer.Exit(1)
+
+
+def _print_study_plan(spec: StudyConfig, jobs: int) -> None:
+    """The ``--dry-run`` listing: each run, its state and estimated training time, and the total."""
+    from medseg.studies.plan import estimate_seconds, expand_study, run_state, step_seconds_table, train_cases
+
+    runs = expand_study(spec)
+    table_seconds = step_seconds_table()
+    cases = train_cases(runs)
+    table = Table("model", "epochs", "size", "train cases", "state", "estimate")
+    table.add_column("run", no_wrap=True)
+    total, unknown = 0.0, 0
+    for run in runs:
+        config = run.config
+        seconds = estimate_seconds(config, table_seconds, cases[run.dataset])
+        state = run_state(run)
+        if state != "done":
+            total += seconds or 0.0
+            unknown += seconds is None
+        epochs = "+".join(
+            str(stage.overrides.get("train.epochs", config.train.epochs)) for stage in config.stages
+        ) or str(config.train.epochs)
+        cells = [config.model.name, epochs, str(config.data.image_size), str(cases[run.dataset] or "?"), state]
+        table.add_row(*cells, "?" if seconds is None else f"{seconds / 60:.1f} min", run.run_id)
+    console.print(table)
+    console.print(
+        f"{len(runs)} runs, {sum(run_state(run) != 'done' for run in runs)} to do: about {total / 3600:.1f} h of "
+        f"training{f' ({unknown} runs without an estimate)' if unknown else ''}, sequentially, on the 2-CPU machine "
+        "of benchmarks/results/models.md (its fp32 step time of the model's reference configuration at batch 8, 256 px, scaled by batch x pixels, x steps; "
+        "validation, evaluation and extra loss terms not counted; early stopping can only shorten it). "
+        f"--jobs {jobs} divides it by at most {max(jobs, 1)} where there are CPUs or GPUs for each job.",
+        highlight=False,
+    )
+    console.print(f"study folder: [bold]{spec.study_dir}[/]")
 
 
 def main() -> None:
