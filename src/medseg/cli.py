@@ -445,7 +445,8 @@ def _print_study_plan(spec: StudyConfig, jobs: int) -> None:
     console.print(
         f"{len(runs)} runs, {sum(run_state(run) != 'done' for run in runs)} to do: about {total / 3600:.1f} h of "
         f"training{f' ({unknown} runs without an estimate)' if unknown else ''}, sequentially, on the 2-CPU machine "
-        "of benchmarks/results/models.md (its fp32 step time of the model's reference configuration at batch 8, 256 px, scaled by batch x pixels, x steps; "
+        "of benchmarks/results/models.md (its fp32 step time of the model's reference configuration at batch 8, "
+        "256 px, scaled by batch x pixels, x steps; "
         "validation, evaluation and extra loss terms not counted; early stopping can only shorten it). "
         f"--jobs {jobs} divides it by at most {max(jobs, 1)} where there are CPUs or GPUs for each job.",
         highlight=False,
