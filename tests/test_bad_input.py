@@ -460,11 +460,6 @@ def probe(in_channels: int) -> Callable[[Ctx], Path]:
 
 # --- the matrix --------------------------------------------------------------------------------------------------
 
-PREDICTOR_OWNS = (
-    "inference/predictor.py: Predictor.from_checkpoint loads weights that do not fit the stored configuration "
-    "with load_state_dict, whose RuntimeError becomes a traceback"
-)
-
 ROWS = [
     # corrupt / unreadable image
     refused("truncated PNG", "data check", check_folder(truncated(".png")), "{stem}.png", "truncated", code=1),
@@ -627,14 +622,14 @@ ROWS = [
         "predict",
         with_checkpoint("predict", weights_unlike_config),
         "mixed.ckpt",
-        xfail=PREDICTOR_OWNS,
+        "do not fit",
     ),
     refused(
         "weights unlike their config",
         "evaluate",
         with_checkpoint("evaluate", weights_unlike_config),
         "mixed.ckpt",
-        xfail=PREDICTOR_OWNS,
+        "do not fit",
     ),
     # a truncated checkpoint
     refused("truncated checkpoint", "predict", with_checkpoint("predict", truncated_checkpoint), "cut.ckpt", "read"),

@@ -1,3 +1,70 @@
-"""medseg: 2D medical image segmentation with U-shaped networks."""
+"""medseg: 2D medical image segmentation with U-shaped networks.
+
+The public API is imported on first use, so ``import medseg`` costs nothing and :func:`load` never imports
+Lightning or the trainer::
+
+    import medseg
+
+    model = medseg.load("runs/unet-kvasir")  # a run folder, a .ckpt or an exported bundle
+    labels = model.predict(image)  # (H, W) class indices at the image's size
+    probs = model.predict_proba([image1, image2])  # a list of (K, H, W) probabilities
+
+Names: :func:`load` and :class:`Predictor` (:mod:`medseg.inference`); :func:`create_model`, :func:`list_models`,
+:func:`model_info` and :func:`register_model` (:mod:`medseg.models`); :func:`load_config`
+(:mod:`medseg.config`); :func:`evaluate_run` (:mod:`medseg.evaluation`); :func:`train` (:mod:`medseg.engine`,
+which imports Lightning); :class:`MedsegError` (:mod:`medseg.errors`).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from medseg.config import load_config
+    from medseg.engine.trainer import train
+    from medseg.errors import MedsegError
+    from medseg.evaluation import evaluate_run
+    from medseg.inference.predictor import Predictor, load
+    from medseg.models import create_model, list_models, model_info, register_model
+
+_EXPORTS = {
+    "load": "medseg.inference.predictor",
+    "Predictor": "medseg.inference.predictor",
+    "create_model": "medseg.models",
+    "list_models": "medseg.models",
+    "model_info": "medseg.models",
+    "register_model": "medseg.models",
+    "load_config": "medseg.config",
+    "evaluate_run": "medseg.evaluation",
+    "train": "medseg.engine.trainer",
+    "MedsegError": "medseg.errors",
+}
+
+__all__ = [
+    "MedsegError",
+    "Predictor",
+    "__version__",
+    "create_model",
+    "evaluate_run",
+    "list_models",
+    "load",
+    "load_config",
+    "model_info",
+    "register_model",
+    "train",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -32,6 +32,7 @@ __all__ = [
     "TrainConfig",
     "TransformConfig",
     "apply_overrides",
+    "check_image_size",
     "config_from_dict",
     "load_config",
     "resolve_path",
@@ -382,6 +383,23 @@ class EvalConfig(_Section):
         metric_workers: processes that read and prepare the cases ahead of the model and compute their metrics
             while it predicts: ``auto`` (one per CPU but one; none with one or two CPUs, where the model's threads
             use them all) or a number; 0 does both in the main process.
+        tta: test-time augmentation: average the probabilities of the input and of its ``tta_transforms``
+            (``medseg predict --tta``, :class:`medseg.Predictor`; ``medseg evaluate`` too, and its summary says so).
+        tta_transforms: the transforms of ``tta``: ``hflip``, ``vflip``, ``rot90``, ``rot180``, ``rot270``,
+            ``transpose`` (quarter turns of a non-square input are predicted at the turned shape).
+        mode: how ``medseg predict`` feeds an image to the model: ``resize`` (the whole image resized to
+            ``data.image_size``, as in training and evaluation) or ``sliding_window`` (the image at its own size,
+            in overlapping ``data.image_size`` windows, for images much larger than the training size).
+        overlap: share of a window that overlaps its neighbour in ``sliding_window`` mode.
+        blend: how overlapping windows are averaged: ``gaussian`` (centre weighted) or ``constant``.
+        sigma_scale: standard deviation of the ``gaussian`` weighting as a share of the window side.
+        largest_component: ``medseg predict`` keeps only the largest connected component of each class.
+        fill_holes: ``medseg predict`` fills the holes of each class (background enclosed by one class).
+        min_size: ``medseg predict`` removes connected components smaller than this many pixels (voxels for a
+            volume); 0 keeps them all.
+        slice_axis: the voxel axis (0, 1 or 2 of the NIfTI file; HDF5 volumes ``(D, H, W)`` count as ``(2, 1, 0)``)
+            that ``medseg predict`` slices volumes along; 2, the default, is the axis medseg's volume readers slice
+            for training.
     """
 
     split: str = "test"
@@ -394,6 +412,18 @@ class EvalConfig(_Section):
     precision: Literal["auto", "32", "bf16-mixed", "16-mixed"] = "auto"
     batch_size: int = Field(16, ge=1)
     metric_workers: int | Literal["auto"] = "auto"
+    tta: bool = False
+    tta_transforms: list[Literal["hflip", "vflip", "rot90", "rot180", "rot270", "transpose"]] = Field(
+        default_factory=lambda: ["hflip", "vflip", "rot90", "rot180", "rot270"], min_length=1
+    )
+    mode: Literal["resize", "sliding_window"] = "resize"
+    overlap: float = Field(0.5, ge=0, lt=1)
+    blend: Literal["gaussian", "constant"] = "gaussian"
+    sigma_scale: float = Field(0.125, gt=0)
+    largest_component: bool = False
+    fill_holes: bool = False
+    min_size: int = Field(0, ge=0)
+    slice_axis: Literal[0, 1, 2] = 2
 
     @field_validator("precision", mode="before")
     @classmethod
@@ -767,7 +797,60 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     _resolve_paths(raw, Path.cwd(), sources)
     config = _build(raw)
     config._path_sources = sources
+    check_image_size(config)
+    for stage in config.stages:
+        try:
+            check_image_size(stage_config(config, stage))
+        except ConfigError as error:
+            raise ConfigError(f"stage {stage.name!r}: {error}") from None
     return config
+
+
+def _output_stride(config: ExperimentConfig) -> int | None:
+    """The output stride of the model ``config`` builds, without allocating it (built on the ``meta`` device);
+    ``None`` when it cannot be told (unknown model or arguments: building the model reports those)."""
+    import torch
+
+    from medseg.models import create_model, model_info
+    from medseg.models.base import SegmentationModel
+
+    try:
+        factory = model_info(config.model.name).factory
+    except MedsegError:
+        return None
+    if isinstance(factory, type):  # a class attribute states it, unless only the base class's default does
+        owner = next((cls for cls in factory.__mro__ if "output_stride" in vars(cls)), SegmentationModel)
+        if owner is not SegmentationModel:
+            return int(vars(owner)["output_stride"])
+    try:
+        with torch.device("meta"), torch.random.fork_rng(devices=[]):
+            model = create_model(
+                config.model.name,
+                in_channels=config.data.in_channels,
+                num_classes=config.out_channels,
+                **config.model.params,
+            )
+    except Exception:  # any problem building the model is reported where it is built for real
+        return None
+    return int(model.output_stride)
+
+
+def check_image_size(config: ExperimentConfig) -> None:
+    """Refuse a ``data.image_size`` that is not a multiple of the model's output stride.
+
+    Args:
+        config: a single-run configuration.
+
+    Raises:
+        ConfigError: naming the size, the model, its output stride and the nearest valid sizes.
+    """
+    stride = _output_stride(config)
+    if stride is None or config.data.image_size % stride == 0:
+        return
+    from medseg.models.base import stride_problem
+
+    problem = stride_problem({"data.image_size": config.data.image_size}, stride)
+    raise ConfigError(f"model {config.model.name!r}: {problem}")
 
 
 def config_from_dict(raw: dict[str, Any]) -> ExperimentConfig:

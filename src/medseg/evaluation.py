@@ -33,17 +33,20 @@ import yaml
 from PIL import Image
 from rich.progress import Progress
 
+from medseg.checkpoints import (
+    CheckpointError,
+    final_stage_config,
+    load_checkpoint_config,
+    read_checkpoint,
+)
 from medseg.config import DataConfig, ExperimentConfig, config_from_dict
 from medseg.data import DatasetReader, build_reader, load_splits
-from medseg.engine.checkpoint import CheckpointError, load_checkpoint_config, read_checkpoint
-from medseg.engine.trainer import resolve_precision
 from medseg.errors import MedsegError
 from medseg.inference import Predictor
-from medseg.inference.predictor import describe_device, resolve_device
+from medseg.inference.predictor import describe_device, predictor_precision, resolve_device
 from medseg.metrics import EmptyPolicy
 from medseg.metrics.scoring import CaseScores, ScoreTask, timed_score
 from medseg.protocols import CaseResult, Protocol, ProtocolContext, get_protocol
-from medseg.recipes.stages import final_stage_config
 from medseg.reports import overlay
 from medseg.reports.markdown import evaluation_report, rank_cases
 from medseg.runtime import available_cpus
@@ -200,9 +203,7 @@ def metric_workers(setting: int | str) -> int:
 def _precision(config: ExperimentConfig, device: torch.device) -> str:
     """The precision to evaluate in: ``eval.precision``; ``auto`` is the run's training precision on a GPU and
     float32 on the CPU (where it gives the numbers of the serial evaluation)."""
-    if config.eval.precision != "auto":
-        return config.eval.precision
-    return resolve_precision(config.train.precision, "gpu") if device.type == "cuda" else "32"
+    return predictor_precision(config.eval.precision, config, device)
 
 
 def evaluate_run(
@@ -327,6 +328,7 @@ def evaluate_run(
         "input_size": config.data.image_size,
         "device": describe_device(torch_device),
         "precision": precision,
+        **({"tta": list(predictor.tta)} if predictor.tta else {}),
         "case_metrics": list(evaluator.metrics),
         **(
             {"empty_policy": {"both_empty": policy.both_empty, "hd95_empty": policy.hd95_empty}}

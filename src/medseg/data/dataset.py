@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-from monai.transforms import Compose
 from torch.utils.data import Dataset
 
 from medseg.config import DataConfig
@@ -16,6 +15,9 @@ from medseg.data.files import format_names
 from medseg.data.readers import DatasetReader
 from medseg.data.transforms import build_transforms, prepare_image
 from medseg.runtime import available_cpus
+
+if TYPE_CHECKING:
+    from monai.transforms import Compose
 
 __all__ = ["SegmentationDataset", "build_datasets", "resolve_num_workers"]
 

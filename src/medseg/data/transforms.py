@@ -11,14 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from monai.transforms import Compose, Resized
 
 from medseg.config import ConfigError, DataConfig
 from medseg.data.errors import DataError
+
+if TYPE_CHECKING:
+    from monai.transforms import Compose
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "build_transforms", "check_normalization", "prepare_image"]
 
@@ -141,6 +143,8 @@ def build_transforms(data_cfg: DataConfig) -> Compose:
     Raises:
         ConfigError: normalisation settings that do not fit (see :func:`check_normalization`).
     """
+    from monai.transforms import Compose, Resized  # imported here: MONAI takes a second to import
+
     check_normalization(data_cfg)
     size = (data_cfg.image_size, data_cfg.image_size)
     resize = Resized(KEYS, size, mode=("bilinear", "nearest-exact"), allow_missing_keys=True)

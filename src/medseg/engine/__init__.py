@@ -1,8 +1,30 @@
-"""Training engine: the Lightning module, callbacks, checkpoint IO and the training entry point."""
+"""Training engine: the Lightning module, callbacks, checkpoint IO and the training entry point.
 
-from medseg.engine.checkpoint import CheckpointError, load_model_weights, read_checkpoint
-from medseg.engine.module import SegmentationTask, batch_dice, build_model
-from medseg.engine.trainer import TrainResult, create_run_dir, train
+The names below are imported on first use, so that importing a module of this package that needs no Lightning
+(:mod:`medseg.engine.outputs`, :mod:`medseg.engine.schedules`) does not load it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from medseg.checkpoints import CheckpointError, build_model, load_model_weights, read_checkpoint
+    from medseg.engine.module import SegmentationTask, batch_dice
+    from medseg.engine.trainer import TrainResult, create_run_dir, train
+
+_EXPORTS = {
+    "CheckpointError": "medseg.checkpoints",
+    "load_model_weights": "medseg.checkpoints",
+    "read_checkpoint": "medseg.checkpoints",
+    "build_model": "medseg.checkpoints",
+    "SegmentationTask": "medseg.engine.module",
+    "batch_dice": "medseg.engine.module",
+    "TrainResult": "medseg.engine.trainer",
+    "create_run_dir": "medseg.engine.trainer",
+    "train": "medseg.engine.trainer",
+}
 
 __all__ = [
     "CheckpointError",
@@ -15,3 +37,15 @@ __all__ = [
     "read_checkpoint",
     "train",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

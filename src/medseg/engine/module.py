@@ -9,11 +9,11 @@ import torch
 from torch.utils.data import DistributedSampler
 from torchmetrics import MeanMetric
 
-from medseg.config import ExperimentConfig, config_from_dict
+from medseg.checkpoints import build_model
+from medseg.config import config_from_dict
 from medseg.data.augment import BatchAugment, batch_generator
 from medseg.engine.schedules import lr_multiplier
 from medseg.errors import MedsegError
-from medseg.models import SegmentationModel, create_model
 from medseg.objectives import Objective, build_objective
 from medseg.objectives.reconstruction import encode_label_map, reconstruction_objective
 
@@ -25,23 +25,6 @@ FINITE_CHECK_EVERY = 16
 
 class NonFiniteError(MedsegError):
     """Training produced a non-finite loss (or weights): the run stops and keeps its last good checkpoint."""
-
-
-def build_model(config: ExperimentConfig) -> SegmentationModel:
-    """Build the configured model with the data's channel counts.
-
-    Args:
-        config: experiment configuration.
-
-    Returns:
-        The randomly initialised model.
-    """
-    return create_model(
-        config.model.name,
-        in_channels=config.data.in_channels,
-        num_classes=config.out_channels,
-        **config.model.params,
-    )
 
 
 def batch_dice(logits: torch.Tensor, target: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:

@@ -40,6 +40,7 @@ from medseg.engine.checkpoint import (
 from medseg.engine.module import SegmentationTask
 from medseg.engine.outputs import atomic_write, writing
 from medseg.errors import MedsegError
+from medseg.inference.predictor import resolve_precision
 from medseg.runtime import set_threads
 
 __all__ = [
@@ -251,24 +252,6 @@ def _save_run_config(config: ExperimentConfig, path: Path, resume: bool) -> None
         return
     with writing(path):
         save_config(config, path)
-
-
-def resolve_precision(precision: str, accelerator: str) -> str:
-    """Turn ``auto`` into ``bf16-mixed`` where the hardware runs bfloat16 natively, else ``32``.
-
-    Args:
-        precision: configured precision.
-        accelerator: configured accelerator.
-
-    Returns:
-        A Lightning precision setting.
-    """
-    if precision != "auto":
-        return precision
-    on_gpu = accelerator == "gpu" or (accelerator == "auto" and torch.cuda.is_available())
-    if on_gpu:
-        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
-    return "bf16-mixed" if torch.backends.mkldnn.is_available() and torch.cpu._is_avx512_bf16_supported() else "32"
 
 
 def freeze_loaded_parameters(model: torch.nn.Module, loaded: Collection[str]) -> int:

@@ -1,8 +1,24 @@
-"""Whole-image prediction at each image's original size, with the training preprocessing."""
+"""Prediction on raw images and volumes at their original size, with the training preprocessing.
+
+A :class:`Predictor` holds a trained model, the configuration it was trained with and how to predict:
+
+- **device and precision**: ``auto``/``cpu``/``cuda``/``cuda:N``; float32, or bfloat16/float16 autocast;
+- **mode**: ``resize`` (each image resized to the training size, as in training and evaluation, and the
+  probabilities resized back) or ``sliding_window`` (the image at its own size in overlapping windows of the
+  training size, blended with Gaussian or constant weights: MONAI's ``sliding_window_inference``);
+- **test-time augmentation**: the mean of the probabilities of the input and of its flips, quarter turns or
+  transpose (:mod:`medseg.inference.tta`);
+- **post-processing** of the label maps (:class:`~medseg.inference.postprocess.PostProcess`);
+- **batches**: images of any sizes are predicted ``batch_size`` at a time; a volume slice by slice in batches.
+
+Each setting left out takes the configuration's ``eval.*`` value. Building a predictor needs neither Lightning nor
+the trainer (:func:`load` reads run folders, checkpoints and exported bundles through :mod:`medseg.checkpoints`).
+"""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
@@ -11,17 +27,35 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from medseg.config import ExperimentConfig
-from medseg.data import prepare_image
-from medseg.engine.checkpoint import load_checkpoint_config, read_checkpoint
-from medseg.engine.module import build_model
+from medseg.checkpoints import load_trained, model_from_payload, read_checkpoint
+from medseg.config import DataConfig, ExperimentConfig
+from medseg.data.transforms import prepare_image
 from medseg.errors import MedsegError
+from medseg.inference import tta as tta_ops
+from medseg.inference.postprocess import PostProcess
 from medseg.models import SegmentationModel
 
-__all__ = ["AUTOCAST_DTYPES", "Predictor", "describe_device", "resolve_device"]
+__all__ = [
+    "AUTOCAST_DTYPES",
+    "MODES",
+    "Predictor",
+    "describe_device",
+    "load",
+    "model_input_array",
+    "predictor_precision",
+    "resolve_device",
+    "resolve_precision",
+]
 
 AUTOCAST_DTYPES = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
 """Mixed precisions a predictor runs under (``torch.autocast`` with this type); ``32`` runs in float32."""
+
+MODES = ("resize", "sliding_window")
+"""How an image is fed to the model (see the module docstring)."""
+
+BLENDS = ("gaussian", "constant")
+
+Images = np.ndarray | str | Path | Sequence[np.ndarray | str | Path]
 
 
 def resolve_device(device: str) -> torch.device:
@@ -66,70 +100,172 @@ def describe_device(device: torch.device) -> str:
     return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
 
 
-class Predictor:
-    """Predicts probabilities and label maps for raw images.
+def resolve_precision(precision: str, accelerator: str) -> str:
+    """Turn ``auto`` into ``bf16-mixed`` where the hardware runs bfloat16 natively, else ``32``.
 
-    An image is normalised exactly as in training (:func:`medseg.data.prepare_image`), resized to the training
-    size, padded to a multiple of the model's ``output_stride``, predicted, cropped, and its probabilities are
-    resized back (bilinear) to the original size before thresholding or argmax.
+    Args:
+        precision: configured precision.
+        accelerator: configured accelerator.
+
+    Returns:
+        A Lightning precision setting.
+    """
+    if precision != "auto":
+        return precision
+    on_gpu = accelerator == "gpu" or (accelerator == "auto" and torch.cuda.is_available())
+    if on_gpu:
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    return "bf16-mixed" if torch.backends.mkldnn.is_available() and torch.cpu._is_avx512_bf16_supported() else "32"
+
+
+def predictor_precision(setting: str, config: ExperimentConfig, device: torch.device) -> str:
+    """The precision a model predicts in.
+
+    Args:
+        setting: ``32``, ``bf16-mixed``, ``16-mixed`` or ``auto``: the run's training precision on a GPU, float32
+            on the CPU.
+        config: the run's configuration (its ``train.precision``).
+        device: where the model runs.
+
+    Returns:
+        ``32``, ``bf16-mixed`` or ``16-mixed``.
+    """
+    if setting != "auto":
+        return setting
+    return resolve_precision(config.train.precision, "gpu") if device.type == "cuda" else "32"
+
+
+def model_input_array(image: np.ndarray, data: DataConfig, size: int | None) -> torch.Tensor:
+    """An image prepared as in training (:func:`medseg.data.prepare_image`), resized (bilinear) to ``size``.
+
+    Numpy and CPU torch only, so DataLoader workers run it.
+
+    Args:
+        image: raw ``(H, W)`` or ``(H, W, C)`` image.
+        data: the data settings the model was trained with.
+        size: the side to resize to; ``None`` keeps the image's size (sliding-window mode).
+
+    Returns:
+        ``(1, in_channels, size, size)`` (or ``(1, in_channels, H, W)``) float32 CPU tensor.
+
+    Raises:
+        DataError: an image of the wrong rank or channels.
+    """
+    tensor = torch.from_numpy(prepare_image(image if image.ndim == 3 else image[..., None], data)).unsqueeze(0)
+    if size is None:
+        return tensor
+    return F.interpolate(tensor, size=(size, size), mode="bilinear", align_corners=False)
+
+
+def _choice(name: str, value: Any, allowed: Sequence[Any]) -> Any:
+    if value not in allowed:
+        raise MedsegError(f"unknown {name} {value!r}; use {' or '.join(str(option) for option in allowed)}")
+    return value
+
+
+class Predictor:
+    """Predicts probabilities and label maps for raw images and volumes.
+
+    An image is normalised exactly as in training (:func:`medseg.data.prepare_image`); in ``resize`` mode it is
+    resized to the training size, padded to a multiple of the model's ``output_stride``, predicted, cropped, and
+    its probabilities are resized back (bilinear) to the original size before thresholding or argmax.
 
     Args:
         model: trained model.
-        config: the configuration it was trained with (preprocessing, image size, task).
-        device: where to run the model.
-        precision: ``32`` (float32), or ``bf16-mixed``/``16-mixed`` to run the model under ``torch.autocast``
-            with bfloat16/float16 (probabilities are float32 either way).
+        config: the configuration it was trained with (preprocessing, image size, task, ``eval.*`` defaults).
+        device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or a torch device (``eval.device`` when ``None``).
+        precision: ``32`` (float32), ``bf16-mixed``/``16-mixed`` (``torch.autocast`` with bfloat16/float16;
+            probabilities are float32 either way) or ``auto`` (see :func:`predictor_precision`); ``eval.precision``
+            when ``None``.
+        batch_size: model inputs per batch (images, slices or windows); ``eval.batch_size`` when ``None``.
+        mode: ``resize`` or ``sliding_window`` (``eval.mode``).
+        tta: ``True`` for ``eval.tta_transforms``, ``False`` for none, or the transform names
+            (:data:`medseg.inference.tta.TTA_TRANSFORMS`); ``eval.tta`` when ``None``.
+        overlap: window overlap in ``sliding_window`` mode (``eval.overlap``).
+        blend: ``gaussian`` or ``constant`` window weights (``eval.blend``).
+        sigma_scale: Gaussian standard deviation as a share of the window side (``eval.sigma_scale``).
+        postprocess: label-map post-processing; from ``eval.min_size``, ``eval.largest_component`` and
+            ``eval.fill_holes`` when ``None``.
+        slice_axis: the voxel axis volumes are sliced along (``eval.slice_axis``).
+
+    Raises:
+        MedsegError: an unknown device, precision, mode, blend or transform, or an overlap outside [0, 1).
     """
 
     def __init__(
         self,
         model: SegmentationModel,
         config: ExperimentConfig,
-        device: str | torch.device = "cpu",
-        precision: str = "32",
+        device: str | torch.device | None = None,
+        precision: str | None = None,
+        *,
+        batch_size: int | None = None,
+        mode: str | None = None,
+        tta: bool | Sequence[str] | None = None,
+        overlap: float | None = None,
+        blend: str | None = None,
+        sigma_scale: float | None = None,
+        postprocess: PostProcess | None = None,
+        slice_axis: int | None = None,
     ) -> None:
-        if precision != "32" and precision not in AUTOCAST_DTYPES:
-            raise MedsegError(f"unknown precision {precision!r}; use 32, {' or '.join(AUTOCAST_DTYPES)}")
-        self.model = model.to(device).eval()
+        settings = config.eval
+        device = settings.device if device is None else device
+        self.device = resolve_device(device) if isinstance(device, str) else torch.device(device)
+        precision = settings.precision if precision is None else precision
+        if precision != "auto" and precision != "32" and precision not in AUTOCAST_DTYPES:
+            raise MedsegError(f"unknown precision {precision!r}; use 32, {' or '.join(AUTOCAST_DTYPES)} or auto")
+        self.precision = predictor_precision(precision, config, self.device)
+        self.model = model.to(self.device).eval()
         self.config = config
-        self.device = torch.device(device)
-        self.precision = precision
-        self.threshold = config.eval.threshold
+        self.threshold = settings.threshold
+        self.batch_size = settings.batch_size if batch_size is None else batch_size
+        if self.batch_size < 1:
+            raise MedsegError(f"the batch size must be at least 1, got {self.batch_size}")
+        self.mode = _choice("mode", settings.mode if mode is None else mode, MODES)
+        if tta is None:
+            tta = settings.tta
+        chosen = (settings.tta_transforms if tta else ()) if isinstance(tta, bool) else tta
+        self.tta = tta_ops.check_transforms(chosen)
+        self.overlap = settings.overlap if overlap is None else overlap
+        if not 0 <= self.overlap < 1:
+            raise MedsegError(f"the window overlap must be at least 0 and below 1, got {self.overlap}")
+        self.blend = _choice("blend", settings.blend if blend is None else blend, BLENDS)
+        self.sigma_scale = settings.sigma_scale if sigma_scale is None else sigma_scale
+        self.postprocess = postprocess or PostProcess(
+            settings.min_size, settings.largest_component, settings.fill_holes
+        )
+        self.slice_axis = _choice("slice axis", settings.slice_axis if slice_axis is None else slice_axis, (0, 1, 2))
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu", precision: str = "32") -> Predictor:
+    def from_checkpoint(cls, path: str | Path, *args: Any, **options: Any) -> Predictor:
         """Rebuild the model and its preprocessing from a ``.ckpt`` written by ``medseg train``.
 
         Args:
             path: checkpoint file.
-            device: where to run the model.
-            precision: ``32``, ``bf16-mixed`` or ``16-mixed`` (see the class).
+            *args: ``device`` and ``precision`` (see the class).
+            **options: the other arguments of the class.
 
         Returns:
             The predictor.
         """
-        return cls.from_payload(read_checkpoint(path), path, device, precision)
+        return cls.from_payload(read_checkpoint(path), path, *args, **options)
 
     @classmethod
-    def from_payload(
-        cls, payload: dict[str, Any], path: str | Path, device: str | torch.device = "cpu", precision: str = "32"
-    ) -> Predictor:
-        """Rebuild the model and its preprocessing from a checkpoint already read (:func:`read_checkpoint`).
+    def from_payload(cls, payload: dict[str, Any], path: str | Path, *args: Any, **options: Any) -> Predictor:
+        """Rebuild the model and its preprocessing from a checkpoint already read
+        (:func:`medseg.checkpoints.read_checkpoint`).
 
         Args:
             payload: the checkpoint's content.
             path: its file, for error messages.
-            device: where to run the model.
-            precision: ``32``, ``bf16-mixed`` or ``16-mixed`` (see the class).
+            *args: ``device`` and ``precision`` (see the class).
+            **options: the other arguments of the class.
 
         Returns:
             The predictor.
         """
-        config = load_checkpoint_config(payload, path)
-        model = build_model(config)
-        state = {k.removeprefix("model."): v for k, v in payload["state_dict"].items() if k.startswith("model.")}
-        model.load_state_dict(state)
-        return cls(model, config, device, precision)
+        trained = model_from_payload(payload, path)
+        return cls(trained.model, trained.config, *args, **options)
 
     def _autocast(self) -> AbstractContextManager[object]:
         """``torch.autocast`` for a mixed precision, nothing for float32."""
@@ -146,27 +282,7 @@ class Predictor:
         Returns:
             ``(1, in_channels, H, W)`` float32 tensor on the predictor's device.
         """
-        array = image if image.ndim == 3 else image[..., None]
-        return torch.from_numpy(prepare_image(array, self.config.data)).unsqueeze(0).to(self.device)
-
-    @torch.inference_mode()
-    def probabilities(self, batch: torch.Tensor) -> torch.Tensor:
-        """Run the model on prepared images of any size, padding to ``output_stride`` and cropping back.
-
-        Args:
-            batch: ``(N, in_channels, H, W)`` prepared images.
-
-        Returns:
-            ``(N, K, H, W)`` float32 probabilities (sigmoid for one channel, softmax otherwise).
-        """
-        height, width = batch.shape[-2:]
-        stride = self.model.output_stride
-        pad_h, pad_w = (-height) % stride, (-width) % stride
-        mode = "reflect" if pad_h < height and pad_w < width else "constant"
-        with self._autocast():
-            logits = self.model(F.pad(batch.to(self.device), (0, pad_w, 0, pad_h), mode=mode))
-        logits = logits[..., :height, :width].float()
-        return torch.sigmoid(logits) if logits.shape[1] == 1 else torch.softmax(logits, dim=1)
+        return model_input_array(image, self.config.data, None).to(self.device)
 
     @torch.inference_mode()
     def model_input(self, image: np.ndarray) -> torch.Tensor:
@@ -180,6 +296,68 @@ class Predictor:
         """
         size = self.config.data.image_size
         return F.interpolate(self.prepare(image), size=(size, size), mode="bilinear", align_corners=False)
+
+    @property
+    def input_size(self) -> int | None:
+        """The side images are resized to before the model (``None`` in ``sliding_window`` mode: their own)."""
+        return self.config.data.image_size if self.mode == "resize" else None
+
+    def _forward(self, batch: torch.Tensor) -> torch.Tensor:
+        """One pass of the model on prepared images of any size, padded to ``output_stride`` and cropped back."""
+        height, width = batch.shape[-2:]
+        stride = self.model.output_stride
+        pad_h, pad_w = (-height) % stride, (-width) % stride
+        mode = "reflect" if pad_h < height and pad_w < width else "constant"
+        with self._autocast():
+            logits = self.model(F.pad(batch, (0, pad_w, 0, pad_h), mode=mode))
+        logits = logits[..., :height, :width].float()
+        return torch.sigmoid(logits) if logits.shape[1] == 1 else torch.softmax(logits, dim=1)
+
+    @torch.inference_mode()
+    def probabilities(self, batch: torch.Tensor) -> torch.Tensor:
+        """Run the model on prepared images of any size, padding to ``output_stride`` and cropping back; with
+        test-time augmentation, the mean of the probabilities of the batch and of its transforms.
+
+        Args:
+            batch: ``(N, in_channels, H, W)`` prepared images.
+
+        Returns:
+            ``(N, K, H, W)`` float32 probabilities (sigmoid for one channel, softmax otherwise).
+        """
+        batch = batch.to(self.device)
+        probs = self._forward(batch)
+        for name in self.tta:
+            probs += tta_ops.invert(self._forward(tta_ops.apply(batch, name)), name)
+        return probs / (1 + len(self.tta)) if self.tta else probs
+
+    @torch.inference_mode()
+    def sliding_window(self, image: torch.Tensor) -> torch.Tensor:
+        """Probabilities of one prepared image at its own size, from overlapping windows of the training size.
+
+        Windows are predicted :attr:`batch_size` at a time (each with the test-time augmentation) and blended
+        with :attr:`blend` weights (MONAI's ``sliding_window_inference``); an image smaller than a window is
+        padded with zeros for the model.
+
+        Args:
+            image: ``(1, in_channels, H, W)`` prepared image.
+
+        Returns:
+            ``(1, K, H, W)`` probabilities.
+        """
+        from monai.inferers import sliding_window_inference  # imported here: MONAI takes a second to import
+
+        size = self.config.data.image_size
+        probs = sliding_window_inference(
+            image.to(self.device),
+            roi_size=(size, size),
+            sw_batch_size=self.batch_size,
+            predictor=self.probabilities,
+            overlap=self.overlap,
+            mode=self.blend,
+            sigma_scale=self.sigma_scale,
+        )
+        assert isinstance(probs, torch.Tensor)
+        return probs.as_subclass(torch.Tensor)
 
     @torch.inference_mode()
     def restore(self, probs: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -207,28 +385,164 @@ class Predictor:
         return (probs[:, 0] > self.threshold).long() if probs.shape[1] == 1 else probs.argmax(1)
 
     @torch.inference_mode()
-    def predict_proba(self, image: np.ndarray) -> np.ndarray:
-        """Class probabilities at the image's own size.
+    def predict_inputs(
+        self, inputs: Sequence[torch.Tensor], sizes: Sequence[tuple[int, int]]
+    ) -> Iterator[torch.Tensor]:
+        """Probabilities of model inputs (:func:`model_input_array`), in batches, each at its image's size.
 
         Args:
-            image: raw ``(H, W)`` or ``(H, W, C)`` image as read from disk.
+            inputs: ``(1, in_channels, h, w)`` tensors: at the training size in ``resize`` mode, at the image's
+                size in ``sliding_window`` mode.
+            sizes: ``(height, width)`` of each image.
 
-        Returns:
-            ``(K, H, W)`` float32 probabilities; K = 1 (foreground) for a binary task.
+        Yields:
+            ``(K, height, width)`` probabilities on the predictor's device, in order.
         """
-        probs = self.restore(self.probabilities(self.model_input(image)), image.shape[:2])
-        return probs[0].cpu().numpy()
+        if self.mode == "sliding_window":
+            for tensor in inputs:
+                yield self.sliding_window(tensor)[0]
+            return
+        for start in range(0, len(inputs), self.batch_size):
+            chunk = inputs[start : start + self.batch_size]
+            probs = self.probabilities(chunk[0] if len(chunk) == 1 else torch.cat(list(chunk)))
+            for index, size in enumerate(sizes[start : start + len(chunk)]):
+                yield self.restore(probs[index : index + 1], size)[0]
 
-    def predict(self, image: np.ndarray) -> np.ndarray:
-        """Label map at the image's own size.
+    def labels(self, probs: torch.Tensor | np.ndarray) -> np.ndarray:
+        """The label map of one image's (or volume's) probabilities, without post-processing.
 
         Args:
-            image: raw ``(H, W)`` or ``(H, W, C)`` image.
+            probs: ``(K, ...)`` probabilities.
 
         Returns:
-            ``(H, W)`` int64 class indices (0/1 for a binary task, thresholded at ``eval.threshold``).
+            int64 class indices (numpy), ``probs`` without its first axis.
         """
-        probs = self.predict_proba(image)
-        if probs.shape[0] == 1:
-            return (probs[0] > self.threshold).astype(np.int64)
-        return probs.argmax(0).astype(np.int64)
+        if isinstance(probs, torch.Tensor):
+            chosen = probs[0] > self.threshold if probs.shape[0] == 1 else probs.argmax(0)
+            return chosen.long().cpu().numpy()
+        return (probs[0] > self.threshold).astype(np.int64) if probs.shape[0] == 1 else probs.argmax(0)
+
+    def _images(self, images: Images) -> tuple[list[np.ndarray], str]:
+        """The images of a call, and how the result is shaped: ``one``, ``stack`` (a 4D array) or ``list``."""
+        from medseg.data.files import read_image
+
+        if isinstance(images, str | Path):
+            return [read_image(Path(images))], "one"
+        if isinstance(images, np.ndarray):
+            if images.ndim in (2, 3):
+                return [images], "one"
+            if images.ndim == 4:
+                return list(images), "stack"
+            raise MedsegError(f"expected an image (H, W[, C]) or a batch (N, H, W, C), got shape {images.shape}")
+        return [read_image(Path(item)) if isinstance(item, str | Path) else np.asarray(item) for item in images], "list"
+
+    def _probabilities_of(self, images: list[np.ndarray]) -> Iterator[torch.Tensor]:
+        """Probabilities of raw images at their own sizes, batched."""
+        inputs = [model_input_array(image, self.config.data, self.input_size) for image in images]
+        yield from self.predict_inputs(inputs, [image.shape[:2] for image in images])
+
+    @staticmethod
+    def _shaped(arrays: list[np.ndarray], shape: str) -> Any:
+        if shape == "one":
+            return arrays[0]
+        return np.stack(arrays) if shape == "stack" else arrays
+
+    def predict_proba(self, images: Images) -> Any:
+        """Class probabilities at each image's own size.
+
+        Args:
+            images: a raw ``(H, W)`` or ``(H, W, C)`` image (as read from disk) or its file; a batch
+                ``(N, H, W, C)``; or a list of images (of any sizes) or files.
+
+        Returns:
+            ``(K, H, W)`` float32 probabilities for one image (K = 1, the foreground, for a binary task),
+            ``(N, K, H, W)`` for a 4D batch, a list of ``(K, H, W)`` arrays for a list.
+        """
+        arrays, shape = self._images(images)
+        return self._shaped([probs.cpu().numpy() for probs in self._probabilities_of(arrays)], shape)
+
+    def predict(self, images: Images) -> Any:
+        """Label maps at each image's own size, post-processed.
+
+        Args:
+            images: as for :meth:`predict_proba`.
+
+        Returns:
+            ``(H, W)`` int64 class indices for one image (0/1 for a binary task, thresholded at
+            ``eval.threshold``), ``(N, H, W)`` for a 4D batch, a list of ``(H, W)`` arrays for a list.
+        """
+        arrays, shape = self._images(images)
+        return self._shaped([self.postprocess(self.labels(probs)) for probs in self._probabilities_of(arrays)], shape)
+
+    def _volume_probabilities(self, volume: np.ndarray | str | Path) -> Iterator[torch.Tensor]:
+        """Probabilities of a volume's slices along :attr:`slice_axis`, batched."""
+        from medseg.inference.volumes import read_volume, volume_slices
+
+        array = read_volume(Path(volume)).array if isinstance(volume, str | Path) else volume
+        if array.ndim not in (3, 4):
+            raise MedsegError(f"expected a volume (z, y, x) or (z, y, x, C), got shape {array.shape}")
+        yield from self._probabilities_of(list(volume_slices(array, self.slice_axis)))
+
+    def predict_volume_proba(self, volume: np.ndarray | str | Path) -> np.ndarray:
+        """Class probabilities of a volume, predicted slice by slice along :attr:`slice_axis`.
+
+        Args:
+            volume: ``(z, y, x)`` (or ``(z, y, x, C)``) intensities in medseg's volume order, or a NIfTI/HDF5
+                file (:func:`medseg.inference.volumes.read_volume`).
+
+        Returns:
+            ``(K, z, y, x)`` float32 probabilities.
+        """
+        from medseg.inference.volumes import stack_slices
+
+        slices = np.stack([probs.cpu().numpy() for probs in self._volume_probabilities(volume)], axis=1)
+        return np.stack([stack_slices(channel, self.slice_axis) for channel in slices])
+
+    def predict_volume(self, volume: np.ndarray | str | Path) -> np.ndarray:
+        """Label volume, predicted slice by slice along :attr:`slice_axis` and post-processed in 3D.
+
+        Args:
+            volume: as for :meth:`predict_volume_proba`.
+
+        Returns:
+            ``(z, y, x)`` int64 class indices.
+        """
+        from medseg.inference.volumes import stack_slices
+
+        slices = np.stack([self.labels(probs) for probs in self._volume_probabilities(volume)])
+        return self.postprocess(stack_slices(slices, self.slice_axis))
+
+
+def load(
+    source: str | Path,
+    device: str | torch.device | None = None,
+    precision: str | None = None,
+    checkpoint: str = "best",
+    **options: Any,
+) -> Predictor:
+    """Load a trained model for prediction, without Lightning.
+
+    Example::
+
+        import medseg
+
+        model = medseg.load("runs/unet-kvasir")
+        labels = model.predict(image)  # (H, W) class indices
+        probs = model.predict_proba([image1, image2])  # a list of (K, H, W) arrays
+
+    Args:
+        source: a run folder, a ``.ckpt`` written by ``medseg train``, or an exported bundle
+            (:func:`medseg.checkpoints.resolve_source`).
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (``eval.device`` when ``None``).
+        precision: ``32``, ``bf16-mixed``, ``16-mixed`` or ``auto`` (``eval.precision`` when ``None``).
+        checkpoint: for a run folder, ``best`` or ``last``.
+        **options: the other arguments of :class:`Predictor` (``mode``, ``tta``, ``batch_size`` ...).
+
+    Returns:
+        The predictor.
+
+    Raises:
+        CheckpointError: no model there, or one that cannot be read.
+    """
+    trained = load_trained(source, checkpoint)
+    return Predictor(trained.model, trained.config, device, precision, **options)

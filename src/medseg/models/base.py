@@ -13,7 +13,40 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-__all__ = ["SegOutput", "SegmentationModel"]
+__all__ = ["SegOutput", "SegmentationModel", "nearest_valid_sizes", "stride_problem"]
+
+
+def nearest_valid_sizes(size: int, stride: int) -> tuple[int, ...]:
+    """The multiples of ``stride`` nearest to ``size``: the one below (when positive) and the one above.
+
+    Args:
+        size: a height, width or training size in pixels.
+        stride: the model's output stride.
+
+    Returns:
+        One or two sizes, smallest first.
+    """
+    below = size // stride * stride
+    return (below, below + stride) if below > 0 else (stride,)
+
+
+def stride_problem(sizes: dict[str, int], stride: int) -> str | None:
+    """What is wrong with sizes that a model of output stride ``stride`` cannot take, or ``None`` when they fit.
+
+    Args:
+        sizes: name -> size, e.g. ``{"height": 100, "width": 64}`` or ``{"data.image_size": 100}``.
+        stride: the model's output stride.
+
+    Returns:
+        E.g. ``"height 100 is not divisible by the output stride 16 (nearest valid sizes: 96 or 112)"``.
+    """
+    problems = [
+        f"{name} {size} is not divisible by the output stride {stride} (nearest valid sizes: "
+        f"{' or '.join(str(valid) for valid in nearest_valid_sizes(size, stride))})"
+        for name, size in sizes.items()
+        if size % stride
+    ]
+    return "; ".join(problems) or None
 
 
 @dataclass
@@ -72,7 +105,16 @@ class SegmentationModel(nn.Module):
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Return the logits ``(B, num_classes, H, W)`` for an image batch."""
+        """Return the logits ``(B, num_classes, H, W)`` for an image batch.
+
+        The input is checked first (:meth:`check_input`), except while the model is traced, scripted or compiled.
+
+        Raises:
+            ValueError: a batch of another rank or channel count, or a height or width that is not a multiple of
+                ``output_stride``.
+        """
+        if not (torch.jit.is_scripting() or torch.jit.is_tracing() or torch.compiler.is_compiling()):
+            self.check_input(x)
         return self.forward_features(x).logits
 
     def check_input(self, x: torch.Tensor) -> None:
@@ -85,9 +127,10 @@ class SegmentationModel(nn.Module):
             raise ValueError(f"{type(self).__name__} expects a (B, C, H, W) batch, got shape {tuple(x.shape)}")
         if x.shape[1] != self.in_channels:
             raise ValueError(f"{type(self).__name__} expects {self.in_channels} input channels, got {x.shape[1]}")
-        height, width = x.shape[-2:]
-        if height % self.output_stride or width % self.output_stride:
+        height, width = (int(side) for side in x.shape[-2:])
+        problem = stride_problem({"height": height, "width": width}, self.output_stride)
+        if problem is not None:
             raise ValueError(
-                f"{type(self).__name__} needs height and width divisible by {self.output_stride}, "
-                f"got {height}x{width}; pad the input (medseg.inference.Predictor does this)"
+                f"{type(self).__name__} got a {height}x{width} input: {problem}; pad the input "
+                "(medseg.inference.Predictor does this) or train at a valid data.image_size"
             )

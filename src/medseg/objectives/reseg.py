@@ -51,6 +51,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from medseg.checkpoints import load_checkpoint_config, read_checkpoint
 from medseg.config import resolve_path
 from medseg.errors import MedsegError
 from medseg.models import SegmentationModel, SegOutput, create_model
@@ -209,9 +210,6 @@ def load_teacher(path: str | Path) -> tuple[SegmentationModel, int]:
     Raises:
         MedsegError: unreadable checkpoint, or one not trained with ``train.task: reconstruction``.
     """
-    # Imported here: medseg.engine imports the objectives, so a module-level import would be circular.
-    from medseg.engine.checkpoint import load_checkpoint_config, read_checkpoint
-
     payload = read_checkpoint(path)
     config = load_checkpoint_config(payload, path)
     if config.train.task != "reconstruction":

@@ -23,6 +23,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from medseg.checkpoints import final_stage_config
 from medseg.config import ConfigError, ExperimentConfig, load_config, save_config, stage_config
 from medseg.engine.outputs import atomic_write, writing
 from medseg.engine.trainer import TrainResult, check_loggers, create_run_dir, is_rank_zero, train
@@ -55,18 +56,6 @@ def _publish(target: Path, link: Path) -> None:
         link.symlink_to(os.path.relpath(target, link.parent))
     except OSError:
         shutil.copy2(target, link)
-
-
-def final_stage_config(config: ExperimentConfig) -> ExperimentConfig:
-    """The configuration that produced a run's published checkpoints (the last stage's, or the run's own).
-
-    Args:
-        config: the experiment as written to the run folder.
-
-    Returns:
-        A single-run configuration.
-    """
-    return stage_config(config, config.stages[-1]) if config.stages else config
 
 
 def load_run_config(run_dir: Path, overrides: list[str] | None = None) -> ExperimentConfig:
