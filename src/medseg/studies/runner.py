@@ -150,24 +150,27 @@ def run_study(
             if on_outcome:
                 on_outcome(outcome)
 
-    if jobs == 0:
-        for run in todo:
-            finish(_run_here(run, threads))
-    elif todo:
-        gpus = _gpu_count()
-        slots: queue.Queue[str | None] = queue.Queue()
-        for index in range(jobs):
-            slots.put(str(index % gpus) if gpus > 1 else None)
+    try:
+        if jobs == 0:
+            for run in todo:
+                finish(_run_here(run, threads))
+        elif todo:
+            gpus = _gpu_count()
+            slots: queue.Queue[str | None] = queue.Queue()
+            for index in range(jobs):
+                slots.put(str(index % gpus) if gpus > 1 else None)
 
-        def job(run: PlannedRun) -> RunOutcome:
-            gpu = slots.get()
-            try:
-                return _run_subprocess(run, threads, gpu, study.study_dir / "logs" / f"{run.run_id}.log")
-            finally:
-                slots.put(gpu)
+            def job(run: PlannedRun) -> RunOutcome:
+                gpu = slots.get()
+                try:
+                    return _run_subprocess(run, threads, gpu, study.study_dir / "logs" / f"{run.run_id}.log")
+                finally:
+                    slots.put(gpu)
 
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
-            for future in as_completed([pool.submit(job, run) for run in todo]):
-                finish(future.result())
-    write_report(study, runs)
+            with ThreadPoolExecutor(max_workers=jobs) as pool:
+                for future in as_completed([pool.submit(job, run) for run in todo]):
+                    finish(future.result())
+    finally:  # also when interrupted: the report shows what is done and what is left
+        with lock:
+            write_report(study, runs)
     return outcomes
