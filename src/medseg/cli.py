@@ -188,83 +188,205 @@ def _print_evaluation(output: EvaluationOutput) -> None:
 
 
 def _input_images(source: Path) -> list[Path]:
-    """The image files to predict: ``source`` itself, or the images in the folder ``source`` (sorted)."""
+    """The files to predict: ``source`` itself, or the images and volumes in the folder ``source`` (sorted)."""
     from medseg.errors import MedsegError
+    from medseg.inference.volumes import VOLUME_SUFFIXES
 
     if source.is_file():
         return [source]
     if source.is_dir():
-        images = sorted(p for p in source.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        images = sorted(
+            p
+            for p in source.iterdir()
+            if p.is_file() and (p.suffix.lower() in IMAGE_SUFFIXES or p.name.lower().endswith(VOLUME_SUFFIXES))
+        )
         if not images:
-            raise MedsegError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {source}")
+            raise MedsegError(
+                f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) or volumes ({', '.join(VOLUME_SUFFIXES)}) in {source}"
+            )
         return images
     raise MedsegError(f"input {source} does not exist")
 
 
 def _output_names(images: list[Path], overlay: bool) -> list[str]:
-    """A distinct output name (without ``.png``) for each input image.
+    """A distinct output name (without ``.png``/``.nii.gz``) for each input image or volume.
 
-    An image keeps its stem when no other input has the same stem; inputs sharing a stem (``x.png`` and
-    ``x.jpg``) get their suffix appended (``x_png``, ``x_jpg``). A name whose files would still clash with an
-    earlier one (case-insensitively, overlays included) gets ``_2``, ``_3``, ...
+    An input keeps its stem (``case.nii.gz`` -> ``case``) when no other input has the same stem; inputs sharing a
+    stem (``x.png`` and ``x.jpg``) get their ending appended (``x_png``, ``x_jpg``, ``x_nii_gz``). A name whose
+    files would still clash with an earlier one (case-insensitively, overlays included) gets ``_2``, ``_3``, ...
     """
     from collections import Counter
 
-    stems = Counter(path.stem.lower() for path in images)
+    from medseg.inference.volumes import output_stem, volume_stem
+
+    stems = Counter(output_stem(path)[0].lower() for path in images)
     taken: set[str] = set()
     names = []
     for path in images:
-        base = path.stem if stems[path.stem.lower()] == 1 else f"{path.stem}_{path.suffix[1:].lower()}"
+        stem, ending = output_stem(path)
+        base = stem if stems[stem.lower()] == 1 else f"{stem}_{ending[1:].lower().replace('.', '_')}"
+        volume = volume_stem(path) is not None
+
+        def files(name: str, volume: bool = volume) -> set[str]:
+            if volume:
+                return {name, f"{name}.nii.gz"}
+            return {name, f"{name}.png", *([f"{name}_overlay.png"] if overlay else [])}
+
         name, number = base, 1
-        while (files := {f"{name.lower()}.png", *([f"{name.lower()}_overlay.png"] if overlay else [])}) & taken:
+        while files(name.lower()) & taken:
             number += 1
             name = f"{base}_{number}"
-        taken |= files
+        taken |= files(name.lower())
         names.append(name)
     return names
 
 
 @app.command()
 def predict(
-    checkpoint: Annotated[Path, typer.Argument(help=".ckpt written by `medseg train`")],
-    source: Annotated[Path, typer.Argument(metavar="INPUT", help="an image or a folder of images")],
+    model: Annotated[
+        Path,
+        typer.Argument(
+            metavar="MODEL", help="run folder, .ckpt written by `medseg train`, or exported bundle (its .json)"
+        ),
+    ],
+    source: Annotated[
+        Path,
+        typer.Argument(metavar="INPUT", help="an image, a volume (.nii, .nii.gz, .h5) or a folder of them"),
+    ],
     output: Annotated[Path, typer.Argument(help="output folder for the masks")],
-    overlay: Annotated[bool, typer.Option("--overlay", help="also write <name>_overlay.png")] = False,
+    overlay: Annotated[bool, typer.Option("--overlay", help="also write <name>_overlay.png (2D images)")] = False,
+    probabilities: Annotated[
+        str | None,
+        typer.Option(
+            metavar="npz|tiff",
+            help="also write the probabilities: <name>.npz (float32 (K, H, W)) or <name>.tif (one float page per "
+            "channel); volumes get .npz",
+        ),
+    ] = None,
+    checkpoint: Annotated[str, typer.Option(help="of a run folder: best or last")] = "best",
+    device: Annotated[
+        str | None, typer.Option(help="auto, cpu, cuda or cuda:N (default: eval.device of the model)")
+    ] = None,
+    precision: Annotated[
+        str | None, typer.Option(help="32, bf16-mixed, 16-mixed or auto (default: eval.precision)")
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="images, slices or windows per batch (default: eval.batch_size)")
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="processes reading and preparing images, 0 for none (default: eval.metric_workers)"),
+    ] = None,
+    mode: Annotated[
+        str | None,
+        typer.Option(
+            metavar="resize|sliding_window",
+            help="resize each image to the training size, or slide windows of the training size over it "
+            "(default: eval.mode)",
+        ),
+    ] = None,
+    overlap: Annotated[float | None, typer.Option(help="window overlap, 0 to <1 (default: eval.overlap)")] = None,
+    blend: Annotated[
+        str | None, typer.Option(metavar="gaussian|constant", help="window weights (default: eval.blend)")
+    ] = None,
+    tta: Annotated[
+        bool | None,
+        typer.Option(
+            "--tta/--no-tta", help="test-time augmentation: mean of the flipped and turned predictions (eval.tta)"
+        ),
+    ] = None,
+    tta_transforms: Annotated[
+        str | None,
+        typer.Option(
+            metavar="LIST",
+            help="comma-separated: hflip, vflip, rot90, rot180, rot270, transpose (implies --tta; default: "
+            "eval.tta_transforms)",
+        ),
+    ] = None,
+    largest_component: Annotated[
+        bool | None,
+        typer.Option(
+            "--largest-component/--all-components",
+            help="keep the largest connected component of each class (eval.largest_component)",
+        ),
+    ] = None,
+    fill_holes: Annotated[
+        bool | None, typer.Option("--fill-holes/--keep-holes", help="fill the holes of each class (eval.fill_holes)")
+    ] = None,
+    min_size: Annotated[
+        int | None, typer.Option(help="remove components below this many pixels or voxels (eval.min_size)")
+    ] = None,
+    slice_axis: Annotated[
+        int | None, typer.Option(help="NIfTI voxel axis 0, 1 or 2 to slice volumes along (eval.slice_axis)")
+    ] = None,
 ) -> None:
-    """Predict masks at each input's original size: binary masks as 0/255 PNG, multi-class as class indices.
+    """Predict masks at each input's original size: binary masks as 0/255 PNG, multi-class as class indices;
+    volumes slice by slice into NIfTI label volumes with the input's affine and header.
 
-    A mask is named after its image (<stem>.png; <stem>_<suffix>.png when two inputs share a stem). An image that
-    cannot be read or predicted is reported and skipped; the exit status is then 1.
+    A mask is named after its input (<stem>.png or <stem>.nii.gz; <stem>_<suffix> when two inputs share a stem).
+    An input that cannot be read or predicted is reported and skipped; the exit status is then 1. Settings not
+    given come from the model's eval section.
     """
     with _user_errors():
-        import numpy as np
-        from PIL import Image
+        from rich.markup import escape
+        from rich.progress import Progress
 
-        from medseg.data import read_image
+        from medseg.checkpoints import load_trained
+        from medseg.data import resolve_num_workers
         from medseg.errors import MedsegError
         from medseg.inference import Predictor
-        from medseg.reports import overlay as draw_overlay
+        from medseg.inference.files import PredictionOutputs, predict_files
+        from medseg.inference.postprocess import PostProcess
+        from medseg.inference.writers import PROBABILITY_FORMATS
 
+        if probabilities is not None and probabilities not in PROBABILITY_FORMATS:
+            raise MedsegError(f"unknown probabilities format {probabilities!r}; use {' or '.join(PROBABILITY_FORMATS)}")
+        if min_size is not None and min_size < 0:
+            raise MedsegError(f"--min-size must be 0 or more, got {min_size}")
         images = _input_images(source)
-        predictor = Predictor.from_checkpoint(checkpoint)
-        output.mkdir(parents=True, exist_ok=True)
-        binary = predictor.config.binary
-        written = 0
+        trained = load_trained(model, checkpoint)
+        settings = trained.config.eval
+        postprocess = PostProcess(
+            settings.min_size if min_size is None else min_size,
+            settings.largest_component if largest_component is None else largest_component,
+            settings.fill_holes if fill_holes is None else fill_holes,
+        )
+        chosen = tta if tta is False or not tta_transforms else [name.strip() for name in tta_transforms.split(",")]
+        predictor = Predictor(
+            trained.model,
+            trained.config,
+            device,
+            precision,
+            batch_size=batch_size,
+            mode=mode,
+            tta=chosen,
+            overlap=overlap,
+            blend=blend,
+            postprocess=postprocess,
+            slice_axis=slice_axis,
+        )
+        if workers is not None and workers < 0:
+            raise MedsegError(f"--workers must be 0 or more, got {workers}")
+        worker_count = resolve_num_workers(settings.metric_workers if workers is None else workers)
         failed = 0
-        for path, name in zip(images, _output_names(images, overlay), strict=True):
-            try:
-                image = read_image(path)
-                labels = predictor.predict(image)
-            except MedsegError as error:
-                message = str(error) if str(path) in str(error) else f"{path}: {error}"
-                errors.print(f"[bold red]skipped:[/] {message}", highlight=False, soft_wrap=True)
-                failed += 1
-                continue
-            mask = (labels * 255 if binary else labels).astype(np.uint8)
-            Image.fromarray(mask).save(output / f"{name}.png")
-            if overlay:
-                Image.fromarray(draw_overlay(image, labels)).save(output / f"{name}_overlay.png")
-            written += 1
+
+        def skip(message: str) -> None:
+            nonlocal failed
+            failed += 1
+            errors.print(f"[bold red]skipped:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+        with Progress(console=errors, transient=True, disable=not errors.is_terminal) as bar:
+            task = bar.add_task("predicting", total=len(images))
+            written = predict_files(
+                predictor,
+                images,
+                _output_names(images, overlay),
+                output,
+                PredictionOutputs(overlay, probabilities),
+                worker_count,
+                advance=lambda: bar.advance(task),
+                skip=skip,
+            )
     console.print(f"wrote {written} mask(s) to [bold]{output}[/]")
     if failed:
         errors.print(f"{failed} of {len(images)} image(s) could not be predicted", highlight=False)

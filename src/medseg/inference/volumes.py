@@ -22,6 +22,7 @@ from medseg.errors import MedsegError
 __all__ = [
     "VOLUME_SUFFIXES",
     "Volume",
+    "output_stem",
     "read_h5_image",
     "read_volume",
     "stack_slices",
@@ -34,6 +35,7 @@ VOLUME_SUFFIXES = (".nii.gz", ".nii", ".npy.h5", ".h5", ".hdf5")
 """File endings read as volumes (``.npy.h5`` is the TransUNet Synapse layout's)."""
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
+"""File endings of NIfTI volumes."""
 
 
 def volume_stem(path: Path) -> str | None:
@@ -51,6 +53,21 @@ def volume_stem(path: Path) -> str | None:
         if lower.endswith(suffix) and len(name) > len(suffix):
             return name[: -len(suffix)]
     return None
+
+
+def output_stem(path: Path) -> tuple[str, str]:
+    """The name an input's outputs start from, and the ending it drops.
+
+    Args:
+        path: an input file (image or volume).
+
+    Returns:
+        ``(stem, ending)``, e.g. ``("case_01", ".nii.gz")`` or ``("x", ".png")``.
+    """
+    stem = volume_stem(path)
+    if stem is not None:
+        return stem, path.name[len(stem) :]
+    return path.stem, path.suffix
 
 
 @dataclass
