@@ -15,15 +15,23 @@ triangles, class 4 ringed blobs, then further shape/texture pairs), at most 16 f
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from scipy.ndimage import gaussian_filter
 
 from medseg.config import ConfigError, DataConfig
 from medseg.data.errors import DataError
 from medseg.data.readers import CaseRecord, DatasetReader, LoadedCase
 
 __all__ = ["SPLITS", "SyntheticReader", "generate_case"]
+
+
+def gaussian_filter(*args: Any, **kwargs: Any) -> np.ndarray:
+    """``scipy.ndimage.gaussian_filter``, imported on first use (SciPy takes a quarter second to import)."""
+    from scipy.ndimage import gaussian_filter as scipy_gaussian_filter
+
+    return scipy_gaussian_filter(*args, **kwargs)
+
 
 SPLITS = ("train", "val", "test")
 SHAPES = ("ellipse", "rectangle", "triangle", "blob")
