@@ -516,6 +516,19 @@ def study(
             "several); 0: one after another in this process"
         ),
     ] = 1,
+    backend: Annotated[
+        str,
+        typer.Option(
+            help="local (processes on this machine) or ray (each run a Ray task: pip install 'medseg[ray]'; the "
+            "study folder on storage every node sees)"
+        ),
+    ] = "local",
+    ray_address: Annotated[
+        str | None, typer.Option(help="Ray cluster address (default: RAY_ADDRESS, else a local Ray instance)")
+    ] = None,
+    gpus_per_run: Annotated[
+        float | None, typer.Option(help="GPUs each Ray task requests (default: 1 where the cluster has GPUs)")
+    ] = None,
 ) -> None:
     """Train and evaluate every (arm, dataset, seed) of a study and compare the arms with the reference arm.
 
@@ -535,7 +548,9 @@ def study(
             state = "done" if outcome.ok else "[bold red]failed[/]"
             console.print(f"{state}: {outcome.run_id}" + ("" if outcome.ok else f": {outcome.message}"))
 
-        outcomes = run_study(spec, study_file, jobs, on_outcome=progress)
+        outcomes = run_study(
+            spec, study_file, jobs, progress, backend=backend, ray_address=ray_address, gpus_per_run=gpus_per_run
+        )
     console.print(f"report: [bold]{spec.study_dir / 'study.md'}[/]")
     if any(not outcome.ok for outcome in outcomes):
         raise typer.Exit(1)

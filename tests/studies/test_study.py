@@ -39,7 +39,11 @@ seeds: [0, 1]
 reference: plain
 arms:
   plain: {}
-  wide: {label: wider U-Net, overrides: {model.params.base_channels: 6}}
+  wide:
+    label: wider U-Net
+    overrides:
+      model.params.base_channels: 6
+      stages: [{name: warm}, {name: tune, init_from: warm}]
 """
 
 
@@ -78,15 +82,18 @@ def test_study_runs_one_folder_per_arm_and_seed_and_writes_the_report(finished_s
     runs = sorted(p.name for p in (folder / "runs").iterdir())
     assert runs == [f"{arm}--synthetic--s{seed}" for arm in ("plain", "wide") for seed in (0, 1)]
     assert (folder / "study.png").stat().st_size > 0
-    summary = json.loads((folder / "runs" / "wide--synthetic--s1" / "train_summary.json").read_text())
+    summary = json.loads((folder / "runs" / "plain--synthetic--s1" / "train_summary.json").read_text())
     assert summary["status"] == "finished"
-    config = (folder / "runs" / "wide--synthetic--s1" / "config.yaml").read_text()
+    staged = folder / "runs" / "wide--synthetic--s1"
+    assert [record["status"] for record in json.loads((staged / "stages.json").read_text())] == ["finished"] * 2
+    config = (staged / "config.yaml").read_text()
     assert "base_channels: 6" in config and "seed: 1" in config
     report = (folder / "study.md").read_text()
     assert "Protocol: perimage; split: test; checkpoint: highest validation Dice" in report
     assert "Seeds: 0, 1" in report and "Runs done: 4 of 4" in report
     rows = list(csv.DictReader((folder / "runs.csv").open()))
     assert [row["state"] for row in rows] == ["done"] * 4
+    assert all(float(row["train_seconds"]) > 0 for row in rows)  # a staged run's: the sum of its stages
 
 
 def test_study_statistics_match_scipy_on_the_same_per_case_numbers(finished_study: Path) -> None:
@@ -119,19 +126,19 @@ def test_study_skips_done_runs_evaluates_trained_ones_and_resumes_interrupted_on
     folder = study_dir(finished_study)
     assert run_study(study, finished_study, jobs=0) == []  # everything done: nothing runs again
 
-    trained = folder / "runs" / "plain--synthetic--s0"
-    before = (trained / "train_summary.json").read_text()
+    trained = folder / "runs" / "wide--synthetic--s0"  # a two-stage run
+    before = (trained / "stages.json").read_text()
     shutil.rmtree(trained / "evaluation")
-    interrupted = folder / "runs" / "wide--synthetic--s0"
+    interrupted = folder / "runs" / "plain--synthetic--s0"
     summary = json.loads((interrupted / "train_summary.json").read_text())
     summary["status"] = "running"  # what a killed training leaves
     (interrupted / "train_summary.json").write_text(json.dumps(summary))
     states = {run.run_id: run_state(run) for run in expand_study(study)}
-    assert states["plain--synthetic--s0"] == "evaluate" and states["wide--synthetic--s0"] == "resume"
+    assert states["wide--synthetic--s0"] == "evaluate" and states["plain--synthetic--s0"] == "resume"
 
     outcomes = {outcome.run_id: outcome.message for outcome in run_study(study, finished_study, jobs=0)}
-    assert outcomes == {"plain--synthetic--s0": "evaluated", "wide--synthetic--s0": "resumed"}
-    assert (trained / "train_summary.json").read_text() == before  # not trained again
+    assert outcomes == {"wide--synthetic--s0": "evaluated", "plain--synthetic--s0": "resumed"}
+    assert (trained / "stages.json").read_text() == before  # not trained again
     assert (trained / "evaluation" / "test" / "cases.json").is_file()
     resumed = json.loads((interrupted / "train_summary.json").read_text())
     assert resumed["status"] == "finished" and len(resumed["resumes"]) == 1
@@ -189,3 +196,19 @@ def test_study_command_runs_parallel_jobs_as_processes(tmp_path: Path) -> None:
     assert result.output.count("done: ") == 4
     assert (study_dir(path) / "logs" / "wide--synthetic--s1.log").is_file()
     assert "Runs done: 4 of 4" in (study_dir(path) / "study.md").read_text()
+
+
+@pytest.mark.slow
+def test_ray_backend_runs_each_run_as_a_task_into_the_same_study_folder(tmp_path: Path) -> None:
+    """``pip install 'medseg[ray]'`` then ``pytest -m slow tests/studies``: a local Ray instance, 2 runs."""
+    ray = pytest.importorskip("ray")
+    path = write_study(tmp_path, STUDY.replace("seeds: [0, 1]", "seeds: [0]"))
+    try:
+        outcomes = run_study(load_study(path), path, jobs=2, backend="ray")
+    finally:
+        ray.shutdown()
+    assert sorted((outcome.run_id, outcome.ok, outcome.message) for outcome in outcomes) == [
+        ("plain--synthetic--s0", True, "trained"),
+        ("wide--synthetic--s0", True, "trained"),
+    ]
+    assert "Runs done: 2 of 2" in (study_dir(path) / "study.md").read_text()

@@ -178,6 +178,11 @@ def _fmt(value: float | None, digits: int = 4) -> str:
     return "-" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
 
 
+def _p_text(value: float) -> str:
+    """A p-value: three decimals, or two significant digits below 0.001."""
+    return "-" if not math.isfinite(value) else f"{value:.3f}" if value >= 0.001 else f"{value:.1e}"
+
+
 def _millions(value: float | None) -> str:
     return "-" if value is None else f"{value / 1e6:.2f} M"
 
@@ -308,7 +313,7 @@ def _comparison_section(
         )
         lines.append(
             f"| {study.label(arm)} | {result.cases} | {_fmt(result.mean_difference)} | "
-            f"[{_fmt(result.ci_low)}, {_fmt(result.ci_high)}] | {_fmt(result.p_value, 3)} | {result.verdict} |"
+            f"[{_fmt(result.ci_low)}, {_fmt(result.ci_high)}] | {_p_text(result.p_value)} | {result.verdict} |"
         )
     return [*lines, "", "![per-case scores](study.png)", ""]
 

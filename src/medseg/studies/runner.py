@@ -1,11 +1,13 @@
 """Run a study: prepare its folder, run what is left with a local pool of processes (or Ray), report as runs finish.
 
-Local execution (:func:`run_study`): ``jobs`` runs at a time, each a subprocess
+Local execution (:func:`run_study`, the default backend): ``jobs`` runs at a time, each a subprocess
 (``python -m medseg.studies.worker``) with its share of the CPUs (``OMP_NUM_THREADS`` and ``train.threads`` =
 CPUs // jobs) and, where there are several GPUs, one GPU (``CUDA_VISIBLE_DEVICES``); ``jobs=0`` runs them one
 after another in this process. The report is rewritten after every run that ends, so a study cut short keeps its
 rows; running the study again skips the runs that are done, resumes the interrupted ones and evaluates the
-trained ones that were not evaluated.
+trained ones that were not evaluated. With ``backend="ray"`` each run is a Ray task (the optional extra
+``medseg[ray]``) requesting its CPUs and GPUs from a local Ray instance or a cluster; the study folder must then be
+on storage that every node sees at the same path.
 """
 
 from __future__ import annotations
@@ -110,19 +112,62 @@ def _run_here(run: PlannedRun, threads: int) -> RunOutcome:
         return RunOutcome(run.run_id, False, str(error))
 
 
+def _ray_task(config_path: str, run_dir: str, threads: int) -> str:
+    """One run as a Ray task (in a fresh worker process: ``max_calls=1``)."""
+    from medseg.runtime import set_threads
+    from medseg.studies.worker import execute_run
+
+    set_threads(threads)
+    return execute_run(Path(config_path), Path(run_dir), threads)
+
+
+def _run_with_ray(
+    todo: list[PlannedRun], cpus: int, gpus: float | None, address: str | None, finish: Callable[[RunOutcome], None]
+) -> None:
+    """Each run as a Ray task requesting ``cpus`` CPUs and ``gpus`` GPUs, gathered as they end."""
+    try:
+        import ray
+    except ImportError:
+        raise StudyError("--backend ray needs Ray: pip install 'medseg[ray]'") from None
+    ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+    if gpus is None:
+        gpus = 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
+    task = ray.remote(num_cpus=cpus, num_gpus=gpus, max_calls=1)(_ray_task)
+    pending = {task.remote(str(run.config_path), str(run.run_dir), cpus): run for run in todo}
+    while pending:
+        ready, _ = ray.wait(list(pending), num_returns=1)
+        for ref in ready:
+            run = pending.pop(ref)
+            try:
+                outcome = RunOutcome(run.run_id, True, ray.get(ref))
+            except Exception as error:  # a failed task (RayTaskError) is that run's outcome, the others go on
+                cause = getattr(error, "cause", None) or error
+                lines = str(cause).strip().splitlines()
+                outcome = RunOutcome(run.run_id, False, lines[-1] if lines else repr(cause))
+            finish(outcome)
+
+
 def run_study(
     study: StudyConfig,
     study_file: Path,
     jobs: int = 1,
     on_outcome: Callable[[RunOutcome], None] | None = None,
+    backend: str = "local",
+    ray_address: str | None = None,
+    gpus_per_run: float | None = None,
 ) -> list[RunOutcome]:
     """Run every run of a study that is not done, ``jobs`` at a time, and write the report after each.
 
     Args:
         study: the study.
         study_file: its file.
-        jobs: parallel processes; 0 runs them one after another in this process.
+        jobs: parallel processes; 0 runs them one after another in this process. With Ray: each task requests
+            the CPUs of this machine // ``jobs`` (at least 1), so ``jobs`` runs fit on a machine like this one.
         on_outcome: called with each run's outcome as it ends (progress messages).
+        backend: ``local`` (processes on this machine) or ``ray`` (Ray tasks; the study folder must be on storage
+            every node of the cluster sees at the same path).
+        ray_address: the Ray cluster (``None``: ``RAY_ADDRESS``, else a local Ray instance).
+        gpus_per_run: GPUs each Ray task requests (``None``: 1 where the cluster has GPUs, else 0).
 
     Returns:
         The outcomes of the runs started in this invocation.
@@ -132,6 +177,8 @@ def run_study(
     """
     if jobs < 0:
         raise StudyError(f"--jobs must be 0 (in this process) or more, got {jobs}")
+    if backend not in ("local", "ray"):
+        raise StudyError(f"unknown backend {backend!r}: local or ray")
     from medseg.runtime import available_cpus
 
     runs = prepare_study(study, study_file)
@@ -151,7 +198,9 @@ def run_study(
                 on_outcome(outcome)
 
     try:
-        if jobs == 0:
+        if backend == "ray" and todo:
+            _run_with_ray(todo, threads, gpus_per_run, ray_address, finish)
+        elif jobs == 0:
             for run in todo:
                 finish(_run_here(run, threads))
         elif todo:

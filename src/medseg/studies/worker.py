@@ -7,7 +7,6 @@ when the run is trained and evaluated, 2 for a medseg error (the one-line messag
 from __future__ import annotations
 
 import logging
-import shutil
 import sys
 from pathlib import Path
 
@@ -48,8 +47,7 @@ def execute_run(config_path: Path, run_dir: Path, threads: int | None = None) ->
             resume_experiment(run_dir, runtime)
             done = "resumed"
     else:
-        if run_dir.is_dir() and not any(run_dir.iterdir()):
-            shutil.rmtree(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)  # a staged run writes its config.yaml into it first
         config = load_config(config_path, runtime)
         train_experiment(config, run_dir=run_dir)
         done = "trained"
