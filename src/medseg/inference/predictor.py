@@ -237,35 +237,50 @@ class Predictor:
         self.slice_axis = _choice("slice axis", settings.slice_axis if slice_axis is None else slice_axis, (0, 1, 2))
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, *args: Any, **options: Any) -> Predictor:
+    def from_checkpoint(
+        cls,
+        path: str | Path,
+        device: str | torch.device | None = None,
+        precision: str | None = None,
+        **options: Any,
+    ) -> Predictor:
         """Rebuild the model and its preprocessing from a ``.ckpt`` written by ``medseg train``.
 
         Args:
             path: checkpoint file.
-            *args: ``device`` and ``precision`` (see the class).
+            device: see the class.
+            precision: see the class.
             **options: the other arguments of the class.
 
         Returns:
             The predictor.
         """
-        return cls.from_payload(read_checkpoint(path), path, *args, **options)
+        return cls.from_payload(read_checkpoint(path), path, device, precision, **options)
 
     @classmethod
-    def from_payload(cls, payload: dict[str, Any], path: str | Path, *args: Any, **options: Any) -> Predictor:
+    def from_payload(
+        cls,
+        payload: dict[str, Any],
+        path: str | Path,
+        device: str | torch.device | None = None,
+        precision: str | None = None,
+        **options: Any,
+    ) -> Predictor:
         """Rebuild the model and its preprocessing from a checkpoint already read
         (:func:`medseg.checkpoints.read_checkpoint`).
 
         Args:
             payload: the checkpoint's content.
             path: its file, for error messages.
-            *args: ``device`` and ``precision`` (see the class).
+            device: see the class.
+            precision: see the class.
             **options: the other arguments of the class.
 
         Returns:
             The predictor.
         """
         trained = model_from_payload(payload, path)
-        return cls(trained.model, trained.config, *args, **options)
+        return cls(trained.model, trained.config, device, precision, **options)
 
     def _autocast(self) -> AbstractContextManager[object]:
         """``torch.autocast`` for a mixed precision, nothing for float32."""
