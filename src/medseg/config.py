@@ -176,6 +176,10 @@ class DataConfig(_Section):
         test_fraction: share held out for testing when no official split exists.
         split_seed: seed of those splits.
         split_file: reuse a persisted ``splits.json`` instead of making one (relative paths as for ``root``).
+        folds: number of cross-validation folds (seeded by ``split_seed``, by patient) of a dataset without an
+            official split; ``null`` when the dataset publishes its folds (BUSI's CMUNeXt split files) or for none.
+        fold: the fold (1 .. folds) whose cases are the test split; validation is ``val_fraction`` of the others.
+            ``null``: no cross-validation.
         limit: keep at most this many cases per split (quick experiments and tests).
         batch_size: training batch size.
         num_workers: DataLoader worker processes, or ``auto``: none on a machine with one or two CPUs (there the
@@ -202,6 +206,8 @@ class DataConfig(_Section):
     test_fraction: float = Field(0.1, ge=0, lt=1)
     split_seed: int = 0
     split_file: str | None = None
+    folds: int | None = Field(None, ge=2)
+    fold: int | None = Field(None, ge=1)
     limit: int | None = Field(None, ge=1)
     batch_size: int = Field(8, ge=1)
     num_workers: int | Literal["auto"] = "auto"

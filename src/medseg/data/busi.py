@@ -7,9 +7,11 @@ Benchmark layout (UNeXt / CMUNeXt): ``images/<class> (<n>).png`` + ``masks/0/<cl
 merged).
 
 Both give the "BUSI 647" benign + malignant set: the 133 ``normal`` images (empty masks) are left out, as the
-papers do. Masks are 0/255. There is no official split. Known issue: ``benign (433)`` and ``malignant (145)``
-are the same image; seeded splits keep such exact duplicates in one split, and ``medseg data check`` lists them
-(:meth:`medseg.data.readers.DatasetReader.duplicate_groups`).
+papers do. Masks are 0/255. There is no official split; the CMUNeXt layout ships three folds as split files
+(``busi_train{1,2,3}.txt`` and ``busi_val{1,2,3}.txt``, one image stem a line, at the root or in ``splits/``),
+which ``data.fold`` uses (their "val" is the test split; validation is carved from train). Known issue:
+``benign (433)`` and ``malignant (145)`` are the same image; seeded splits keep such exact duplicates in one
+split, and ``medseg data check`` lists them (:meth:`medseg.data.readers.DatasetReader.duplicate_groups`).
 """
 
 from __future__ import annotations
@@ -83,6 +85,30 @@ class BUSIReader(ImageFolderReader):
             self._extra_masks.update({case: paths for case, paths in extra.items() if case in images})
             records += self._pair_files(images, masks, folder, folder, "named <image stem>_mask.png")
         return records
+
+    def official_folds(self) -> list[dict[str, list[str]]] | None:
+        """The CMUNeXt folds: ``busi_train<k>.txt`` (train) and ``busi_val<k>.txt`` (test), k = 1, 2, ...
+
+        Returns:
+            The folds found at the root or in ``splits/``, or ``None`` when there are none.
+        """
+        assert self.root is not None
+        for folder in (self.root, self.root / "splits"):
+            folds = []
+            while (folder / f"busi_train{len(folds) + 1}.txt").is_file():
+                k = len(folds) + 1
+                test_file = folder / f"busi_val{k}.txt"
+                if not test_file.is_file():
+                    raise DataError(f"{folder / f'busi_train{k}.txt'} has no {test_file.name} beside it")
+                folds.append(
+                    {
+                        name: [line.strip() for line in path.read_text().splitlines() if line.strip()]
+                        for name, path in (("train", folder / f"busi_train{k}.txt"), ("test", test_file))
+                    }
+                )
+            if folds:
+                return folds
+        return None
 
     def _mask_file(self, record: CaseRecord) -> Path | None:
         """The mask file, unless extra masks are merged into it."""

@@ -196,6 +196,14 @@ class DatasetReader(ABC):
         """
         return None
 
+    def official_folds(self) -> list[dict[str, list[str]]] | None:
+        """Cross-validation folds published with the dataset (``data.fold`` picks one).
+
+        Returns:
+            One ``{"train": [...], "test": [...]}`` per fold, or ``None`` when the dataset publishes none.
+        """
+        return None
+
     @abstractmethod
     def load(self, case_id: str) -> LoadedCase:
         """Read one case.

@@ -9,6 +9,12 @@ Rules of :func:`make_splits`, in order:
 3. No official split: all cases are split by ``val_fraction`` and ``test_fraction`` (seeded by
    ``split_seed``).
 
+Cross-validation (``data.fold``, between rules 1 and 2): a dataset that publishes folds
+(:meth:`DatasetReader.official_folds`, e.g. BUSI's CMUNeXt files) uses fold ``fold``'s train and test cases,
+validation carved from its train cases as in rule 2; any other dataset without an official split is partitioned
+into ``data.folds`` seeded groups of patients, fold ``fold``'s group is the test split and ``val_fraction`` of
+the other patients the validation split.
+
 Seeded shares are drawn by patient (:meth:`DatasetReader.patient_of`; each case is its own patient unless the
 reader knows better, e.g. ACDC, Synapse, MoNuSeg), so the fractions count patients and a patient's cases
 always stay together. Exact duplicate images (:meth:`DatasetReader.duplicate_groups`: identical decoded
@@ -145,6 +151,49 @@ def _random_split(reader: DatasetReader, data_cfg: DataConfig) -> dict[str, list
     return {"train": _cases(groups, train), "val": _cases(groups, val), "test": _cases(groups, test)}
 
 
+def _fold_split(reader: DatasetReader, data_cfg: DataConfig) -> dict[str, list[str]]:
+    """The splits of cross-validation fold ``data.fold`` (rules in the module docstring)."""
+    fold = data_cfg.fold
+    assert fold is not None
+    published = reader.official_folds()
+    if published is not None:
+        if data_cfg.folds not in (None, len(published)) or fold > len(published):
+            raise DataError(
+                f"the {reader.name} dataset publishes {len(published)} folds; got data.fold={fold}"
+                + (f", data.folds={data_cfg.folds}" if data_cfg.folds is not None else "")
+            )
+        where = f"official fold {fold} of the {reader.name} dataset"
+        known = set(reader.case_ids())
+        unknown = sorted(case for ids in published[fold - 1].values() for case in ids if case not in known)
+        if unknown:
+            raise DataError(f"{where} lists case(s) that are not in the dataset: {format_names(unknown)}")
+        splits = _from_official(published[fold - 1], reader, data_cfg)
+        _check_splits(splits, where)
+        check_patients(splits, reader, where)
+        return splits
+    if data_cfg.folds is None or fold > data_cfg.folds:
+        raise DataError(
+            f"data.fold={fold} needs data.folds (the number of folds, at least {fold}): the {reader.name} dataset "
+            "publishes no folds"
+        )
+    if reader.official_split() is not None:
+        raise DataError(
+            f"the {reader.name} dataset has an official split; data.fold / data.folds are for datasets without one"
+        )
+    groups = _by_patient(reader.case_ids(), reader, duplicates=True)
+    shuffled = _shuffled(list(groups), data_cfg.split_seed)
+    if len(shuffled) < data_cfg.folds + 1:
+        raise DataError(f"{len(shuffled)} patient group(s) are too few for data.folds={data_cfg.folds}")
+    parts = np.array_split(np.arange(len(shuffled)), data_cfg.folds)
+    held = set(parts[fold - 1].tolist())
+    test = [shuffled[index] for index in sorted(held)]
+    rest = [group for index, group in enumerate(shuffled) if index not in held]
+    n_val = _share(len(rest), data_cfg.val_fraction)
+    if n_val >= len(rest):
+        raise DataError(f"no training cases are left in fold {fold} after holding out data.val_fraction")
+    return {"train": _cases(groups, rest[n_val:]), "val": _cases(groups, rest[:n_val]), "test": _cases(groups, test)}
+
+
 def make_splits(reader: DatasetReader, data_cfg: DataConfig) -> dict[str, list[str]]:
     """Make the disjoint train/val/test splits of a dataset (rules in the module docstring).
 
@@ -170,6 +219,8 @@ def make_splits(reader: DatasetReader, data_cfg: DataConfig) -> dict[str, list[s
                 f"{format_names(unknown)}"
             )
         check_patients(splits, reader, f"split file {path}")
+    elif data_cfg.fold is not None:
+        splits = _fold_split(reader, data_cfg)
     else:
         official = reader.official_split()
         if official is None:
