@@ -8,6 +8,7 @@ import pytest
 
 from medseg.config import DataConfig
 from medseg.data import DataError, build_reader, make_splits
+from medseg.data.check import check_dataset
 from tests.data.folders import folder_config, write_binary_folder
 from tests.data.layouts import write_busi_benchmark
 
@@ -59,3 +60,14 @@ def test_busi_uses_its_published_cmunext_folds(tmp_path: Path) -> None:
     (root / "splits" / "busi_val1.txt").write_text("benign (99)\n")
     with pytest.raises(DataError, match=r"official fold 1 .* not in the dataset: benign \(99\)"):
         make_splits(build_reader(DataConfig.model_validate(base)), DataConfig.model_validate({**base, "fold": 1}))
+
+
+def test_data_check_lists_the_published_folds(tmp_path: Path) -> None:
+    names = ("benign (1)", "benign (2)", "malignant (1)", "malignant (2)")
+    root = write_busi_benchmark(tmp_path / "busi", names)
+    (root / "busi_train1.txt").write_text("\n".join(names[:3]) + "\n")
+    (root / "busi_val1.txt").write_text(names[3] + "\n")
+    report = check_dataset(root)
+    assert report.folds == [{"train": 3, "test": 1}] and report.to_json()["folds"] == report.folds
+    assert "folds         1 published (train/test cases: 3/1; data.fold)" in report.to_text()
+    assert report.ok

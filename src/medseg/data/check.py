@@ -63,6 +63,7 @@ class DatasetCheck:
         official: whether the counts are the dataset's official split (else one ``all`` group).
         splits: split name -> its size.
         subsets: named subsets of the official split (e.g. GlaS ``testA``/``testB``) -> size.
+        folds: the cross-validation folds the dataset publishes (``data.fold``): train and test cases of each.
         height_range: smallest and largest image height, ``None`` when no image was readable.
         width_range: smallest and largest image width.
         label_values: every raw mask value found (after the dataset's binarisation).
@@ -82,6 +83,7 @@ class DatasetCheck:
     official: bool = False
     splits: dict[str, SplitCount] = field(default_factory=dict)
     subsets: dict[str, SplitCount] = field(default_factory=dict)
+    folds: list[dict[str, int]] = field(default_factory=list)
     height_range: tuple[int, int] | None = None
     width_range: tuple[int, int] | None = None
     label_values: list[int] = field(default_factory=list)
@@ -109,6 +111,9 @@ class DatasetCheck:
             lines.append(f"  split         {'official' if self.official else 'none official (seeded at training)'}")
             lines += [f"    {name:<11} {count.describe()}" for name, count in self.splits.items()]
             lines += [f"    {name:<11} {count.describe()} (subset)" for name, count in self.subsets.items()]
+            if self.folds:
+                sizes = ", ".join(f"{fold['train']}/{fold['test']}" for fold in self.folds)
+                lines.append(f"  folds         {len(self.folds)} published (train/test cases: {sizes}; data.fold)")
         if self.height_range is not None and self.width_range is not None:
             (h_min, h_max), (w_min, w_max) = self.height_range, self.width_range
             lines.append(f"  image size    height {h_min}..{h_max}, width {w_min}..{w_max}")
@@ -140,6 +145,7 @@ class DatasetCheck:
             "official": self.official,
             "splits": {name: asdict(count) for name, count in self.splits.items()},
             "subsets": {name: asdict(count) for name, count in self.subsets.items()},
+            "folds": self.folds,
             "height_range": list(self.height_range) if self.height_range else None,
             "width_range": list(self.width_range) if self.width_range else None,
             "label_values": self.label_values,
@@ -242,6 +248,19 @@ def _fill(report: DatasetCheck, data_cfg: DataConfig | None) -> None:
         groups = dict(sorted(official.items(), key=lambda item: order.get(item[0], len(order))))
     report.splits = {name: _count(reader, ids, checks) for name, ids in groups.items()}
     report.subsets = {name: _count(reader, ids, checks) for name, ids in reader.subsets().items()}
+    try:
+        folds = reader.official_folds() or []
+    except DataError as error:
+        report.problems.append(str(error))
+        folds = []
+    known = set(reader.case_ids())
+    for index, fold in enumerate(folds, start=1):
+        unknown = sorted(case for ids in fold.values() for case in ids if case not in known)
+        if unknown:
+            report.problems.append(
+                f"published fold {index} lists case(s) that are not in the dataset: {format_names(unknown)}"
+            )
+    report.folds = [{name: len(ids) for name, ids in fold.items()} for fold in folds]
 
 
 def check_dataset(path: Path, format: str = AUTO, data_cfg: DataConfig | None = None) -> DatasetCheck:
