@@ -156,6 +156,16 @@ def test_dry_run_lists_the_runs_with_an_estimate_and_runs_nothing(tmp_path: Path
     assert not (tmp_path / "out").exists()
 
 
+def test_a_fold_axis_gives_one_run_per_fold_and_seed(tmp_path: Path) -> None:
+    axis = "seeds: [0]\nfolds: [1, 2]\noverrides: {data.folds: 3}"
+    path = write_study(tmp_path, STUDY.replace("seeds: [0, 1]", axis))
+    runs = expand_study(load_study(path))
+    assert [run.run_id for run in runs] == [
+        f"{arm}--synthetic--f{fold}--s0" for arm in ("plain", "wide") for fold in (1, 2)
+    ]
+    assert [(run.fold, run.config.data.fold, run.config.data.folds) for run in runs[:2]] == [(1, 1, 3), (2, 2, 3)]
+
+
 def test_a_bad_study_file_is_one_line_naming_it(tmp_path: Path) -> None:
     path = write_study(tmp_path, STUDY.replace("reference: plain", "reference: nope"))
     result = runner.invoke(app, ["study", str(path), "--dry-run"])

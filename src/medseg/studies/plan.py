@@ -2,7 +2,8 @@
 
 The study folder holds ``study.yaml`` (a copy of the study file), ``configs/<run>.yaml`` (each run's resolved
 configuration), ``runs/<run>/`` (a ``medseg train`` run folder each), ``logs/<run>.log`` and the report
-(``study.md``, ``study.csv``, ``runs.csv``, ``study.png``). A run is named ``<arm>--<dataset>--s<seed>``.
+(``study.md``, ``study.csv``, ``runs.csv``, ``study.png``). A run is named ``<arm>--<dataset>--s<seed>``, or
+``<arm>--<dataset>--f<fold>--s<seed>`` in a study with folds.
 """
 
 from __future__ import annotations
@@ -45,10 +46,11 @@ class PlannedRun:
     """One (arm, dataset, seed) of a study.
 
     Attributes:
-        run_id: ``<arm>--<dataset>--s<seed>``.
+        run_id: ``<arm>--<dataset>--s<seed>`` (``--f<fold>`` before the seed in a study with folds).
         arm: the arm's key.
         dataset: the dataset's key.
         seed: ``train.seed``.
+        fold: ``data.fold`` (``None`` without a fold axis).
         config: the run's resolved configuration.
         run_dir: its run folder inside the study folder.
         config_path: where its configuration is written.
@@ -61,6 +63,7 @@ class PlannedRun:
     config: ExperimentConfig
     run_dir: Path
     config_path: Path
+    fold: int | None = None
 
 
 def _override_texts(overrides: dict[str, object]) -> list[str]:
@@ -91,13 +94,14 @@ def expand_study(study: StudyConfig) -> list[PlannedRun]:
                 *_override_texts(study.overrides),
                 *_override_texts(arm.overrides),
             ]
-            for seed in study.seeds:
+            for fold, seed in ((fold, seed) for fold in study.folds or [None] for seed in study.seeds):
+                fold_texts = [] if fold is None else [f"data.fold={fold}"]
                 try:
-                    config = load_config(study.path(recipe), [*texts, f"train.seed={seed}"])
+                    config = load_config(study.path(recipe), [*texts, *fold_texts, f"train.seed={seed}"])
                 except ConfigError as error:
                     raise StudyError(f"study {study.name}, arm {arm_name}: {error}") from None
                 dataset_name = dataset_key or config.data.dataset
-                run_id = f"{arm_name}--{dataset_name}--s{seed}"
+                run_id = f"{arm_name}--{dataset_name}{'' if fold is None else f'--f{fold}'}--s{seed}"
                 config = config.model_copy(update={"name": run_id, "output_dir": str(folder / "runs")})
                 runs.append(
                     PlannedRun(
@@ -108,6 +112,7 @@ def expand_study(study: StudyConfig) -> list[PlannedRun]:
                         config,
                         folder / "runs" / run_id,
                         folder / "configs" / f"{run_id}.yaml",
+                        fold,
                     )
                 )
     return runs

@@ -216,7 +216,10 @@ def write_report(study: StudyConfig, runs: list[PlannedRun], study_dir: Path | N
         f"# Study {study.name}",
         "",
         *([study.description.strip(), ""] if study.description else []),
-        f"- Seeds: {', '.join(map(str, study.seeds))} (`train.seed`; the split is the same for every run)",
+        f"- Seeds: {', '.join(map(str, study.seeds))} (`train.seed`; the split is the same for every run)"
+        if not study.folds
+        else f"- Folds: {', '.join(map(str, study.folds))} (`data.fold`, each case is tested in one fold; the "
+        f"folds are pooled); seeds: {', '.join(map(str, study.seeds))} (`train.seed`)",
         f"- Reference arm: {study.label(study.reference)}; paired comparisons on the per-case `{metric}`",
         f"- Runs done: {sum(r.state == 'done' for r in results)} of {len(results)}"
         f" (written {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} UTC)",
@@ -232,12 +235,13 @@ def write_report(study: StudyConfig, runs: list[PlannedRun], study_dir: Path | N
             f"- Protocol: {_setting(done, 'protocol')}; split: {_setting(done, 'split')}; checkpoint: "
             f"{_setting(done, 'checkpoint_rule')}; input size: {_setting(done, 'input_size')}",
             "",
-            "Mean ± sd over the seeds that finished (sd needs two). Parameters: true / thop-style; FLOPs: one "
+            f"Mean ± sd over the {'runs (folds x seeds)' if study.folds else 'seeds'} that finished (sd needs two)."
+            " Parameters: true / thop-style; FLOPs: one "
             "forward pass of one input at the training size (torch's counter, 2 per multiply-accumulate); "
             "latency: CPU, one input, median of "
-            f"{LATENCY_REPEATS}; training time: mean over seeds.",
+            f"{LATENCY_REPEATS}; training time: mean over runs.",
             "",
-            "| Arm | Seeds | "
+            f"| Arm | {'Runs' if study.folds else 'Seeds'} | "
             + " | ".join(metric_names)
             + " | Params | thop-style | GFLOPs | Train (min) | Latency (ms) |",
             "|---|---:|" + "---:|" * len(metric_names) + "---:|---:|---:|---:|---:|",
@@ -324,6 +328,7 @@ def _run_row(result: RunResult) -> dict[str, Any]:
         "run": run.run_id,
         "arm": run.arm,
         "dataset": run.dataset,
+        "fold": run.fold,
         "seed": run.seed,
         "state": result.state,
         "train_seconds": result.train_seconds,

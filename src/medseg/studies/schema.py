@@ -6,6 +6,7 @@ A study file is YAML::
     base: ../configs/unet-glas.yaml      # recipe of the arms that name none (relative to this file)
     output_dir: ../runs/studies          # the study folder is <output_dir>/<name>
     seeds: [0, 1, 2]                     # train.seed of each run; the split (data.split_seed) stays fixed
+    folds: []                            # optional: data.fold of each run (cross-validation)
     reference: unet                      # every other arm is compared with this one
     overrides: {data.image_size: 128}    # dotted overrides of every run
     datasets:                            # optional; default: the base recipe's dataset
@@ -17,7 +18,7 @@ A study file is YAML::
 
 Each run's configuration is built from a recipe (the arm's, else the dataset's, else ``base``) with the dotted
 overrides of the dataset, then the study, then the arm (``medseg train`` semantics: in a multi-stage recipe they
-go into every stage too), then ``train.seed``.
+go into every stage too), then ``data.fold`` and ``train.seed``.
 """
 
 from __future__ import annotations
@@ -79,6 +80,9 @@ class StudyConfig(_Spec):
         base: default recipe (relative to the study file).
         output_dir: parent of the study folder (relative to the study file).
         seeds: the ``train.seed`` of each run.
+        folds: cross-validation folds (``data.fold`` of each run, with ``data.folds`` from the recipe or the
+            overrides, or the dataset's published folds); empty: no fold axis. Each case is tested in one fold, so
+            the report pools the folds: one per-case score per case, mean ± sd over all runs (folds x seeds).
         reference: the arm every other arm is compared with.
         compare_metric: the per-case metric of the paired comparison (``dice``; ``hd95``/``assd`` are lower-better).
         overrides: dotted overrides of every run.
@@ -91,6 +95,7 @@ class StudyConfig(_Spec):
     base: str
     output_dir: str = "../runs/studies"
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    folds: list[int] = Field(default_factory=list)
     reference: str
     compare_metric: str = "dice"
     overrides: dict[str, Any] = Field(default_factory=dict)
@@ -105,11 +110,11 @@ class StudyConfig(_Spec):
             raise ValueError(f"{value!r} is not a safe folder name (letters, digits, _ . + -)")
         return value
 
-    @field_validator("seeds")
+    @field_validator("seeds", "folds")
     @classmethod
-    def _unique_seeds(cls, value: list[int]) -> list[int]:
+    def _unique(cls, value: list[int]) -> list[int]:
         if len(set(value)) != len(value):
-            raise ValueError(f"seeds repeat: {value}")
+            raise ValueError(f"values repeat: {value}")
         return value
 
     @model_validator(mode="after")
