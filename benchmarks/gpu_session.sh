@@ -6,8 +6,8 @@
 # The studies are studies/gpu-*.yaml in name order; "next" = the first without benchmarks/results/study-<name>.md.
 # The study runs under `timeout` (STUDY_LIMIT_S, default 540 s: the 10-minute command less start-up and the page);
 # its report is rewritten after every run that ends, so a study cut short still gives a page with its finished
-# rows (marked "cut short"). The page is benchmarks/results/study-<name>.md (+ .png), headed with the device, the
-# date and the command; with $OUT set (the lent machines), the page, its figure and the study's csv files are also
+# rows (marked "cut short"). The page is benchmarks/results/study-<name>.md (+ .png, by benchmarks/study_page.sh),
+# headed with the device, the date and the command; with $OUT set (the lent machines), the page, its figure and the study's csv files are also
 # copied there, as study folders do not come back. Data: $MEDSEG_DATA (default: the recipes' ../shared/data).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,25 +34,8 @@ status=0
 timeout --signal=INT --kill-after=20 "$LIMIT" "$PY" -m medseg study "$next" --jobs "$jobs" || status=$?
 if [ ! -f "$folder/study.md" ]; then echo "no report was written (exit status $status)" >&2; exit 1; fi
 
+bash benchmarks/study_page.sh "$next" "a lent $device" "$started" "$jobs" "$status"
 page="benchmarks/results/study-$name.md"
-{
-    echo "# GPU study $name"
-    echo
-    echo "Produced by \`medseg study $next --jobs $jobs\` (benchmarks/gpu_session.sh) on a lent $device, started"
-    echo "$started; torch $("$PY" -c 'import torch; print(torch.__version__)')."
-    if [ "$status" -ne 0 ]; then
-        echo "**Cut short** (exit status $status, limit ${LIMIT} s): the tables hold the runs that finished; running"
-        echo "the script again on a machine that keeps the study folder resumes the rest."
-    fi
-    echo
-    echo "Setting, sizing and remaining differences from the paper (the study file's header):"
-    echo
-    grep '^#' "$next" | sed 's/^# \{0,1\}/    /'
-    echo
-    sed -e '1d' -e "s|(study.png)|(study-$name.png)|" "$folder/study.md"
-} > "$page"
-cp "$folder/study.png" "benchmarks/results/study-$name.png"
-echo "page: $page"
 if [ -n "${OUT:-}" ]; then
     cp "$page" "benchmarks/results/study-$name.png" "$folder/study.csv" "$folder/runs.csv" "$OUT/"
     mkdir -p "$OUT/logs" && cp "$folder"/logs/*.log "$OUT/logs/" 2>/dev/null || true
