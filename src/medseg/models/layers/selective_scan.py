@@ -28,6 +28,13 @@ Three entry points with the signature of ``mamba_ssm``'s ``selective_scan_fn``:
   when the inputs are float64), also under bf16/fp16 autocast.
 * :func:`selective_scan`: uses ``mamba_ssm.ops.selective_scan_interface.selective_scan_fn`` for CUDA tensors when
   that package is importable, the chunked scan otherwise.
+
+While a model is traced (``torch.jit.trace``, and the ONNX exporter, which traces), both chunked entry points run
+:func:`_traced_scan` instead: the forward pass of :class:`SelectiveScanFn` with the same operations on new tensors
+(the in-place updates of chunk views and the ``out=`` arguments are what the ONNX exporter cannot express), so a
+traced model gives the eager outputs (bit for bit up to ``chunk_size * TRACED_CHUNKS`` positions, to float rounding
+beyond). The chunk loop is unrolled for the sequence length of the example input: a traced scan has a fixed
+length, the batch size stays free.
 """
 
 from __future__ import annotations
@@ -60,6 +67,14 @@ steps, and T = 256 for buffers that no longer stay in cache (slower, 765 MB). Lo
 sequential steps on a GPU, and long, narrow scans gain from them (ASC-Seg's first level, L = 65,536 with d_inner = 4:
 T = 1024 was about 25% faster than T = 64 in a side measurement; pass ``chunk_size`` for such shapes). The chunk
 buffers are five ``(T, batch, D, N)`` tensors: 63 MB in float32 at the benchmark size.
+"""
+
+TRACED_CHUNKS = 8
+"""The most chunks a traced scan is unrolled into (:func:`_traced_scan`).
+
+A traced scan takes chunks of ``max(chunk_size, L / TRACED_CHUNKS)`` (rounded up to a power of two): the graph of a
+long sequence (ASC-Seg's first level at 256 px: L = 65,536) then stays small enough to export in seconds, and
+its outputs differ from the eager ones by float rounding only (a chunk's scan adds the same terms in another order).
 """
 
 _SOFTPLUS_THRESHOLD = 20.0  # softplus(x) = x above this, as torch.nn.functional.softplus and the CUDA kernel do
@@ -223,6 +238,30 @@ def _suffix_scan_(a: Tensor, x: Tensor) -> None:
         xs, as_ = x.view(n // (2 * stride), 2 * stride, *rest), a.view(n // (2 * stride), 2 * stride, *rest)
         xs[:-1, stride].addcmul_(as_[:-1, stride], xs[1:, 0])
         stride //= 2
+
+
+def _prefix_scan(a: Tensor, x: Tensor, n: int) -> Tensor:
+    """Out-of-place :func:`_prefix_scan_` for tracing, as its odd-even recursion: the same products and sums.
+
+    The odd positions are combined with their even neighbours (the up-sweep's first level), scanned recursively,
+    and every even position is then finished from the odd position before it (the down-sweep's last level). Each
+    level moves data of its own length only, so a chunk costs a few copies of itself, not one per level.
+
+    Args:
+        a: decays ``(n, R)``.
+        x: inputs ``(n, R)``.
+        n: their length along dim 0, a power of two (a Python int: traced sizes are tensors).
+
+    Returns:
+        The solved ``x`` ``(n, R)``.
+    """
+    if n == 1:
+        return x
+    a, x = a.reshape(n // 2, 2, -1), x.reshape(n // 2, 2, -1)
+    a_even, a_odd, x_even = a[:, 0], a[:, 1], x[:, 0]
+    odd = _prefix_scan(a_odd * a_even, torch.addcmul(x[:, 1], a_odd, x_even), n // 2)
+    even = torch.cat([x_even[:1], torch.addcmul(x_even[1:], a_even[1:], odd[:-1])])
+    return torch.stack([even, odd], dim=1).reshape(n, -1)
 
 
 def _time_major(t: Tensor, groups: int, dtype: torch.dtype) -> Tensor:
@@ -431,6 +470,55 @@ class SelectiveScanFn(torch.autograd.Function):
         )
 
 
+def _traced_scan(
+    u: Tensor,
+    delta: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Tensor | None,
+    z: Tensor | None,
+    delta_bias: Tensor | None,
+    delta_softplus: bool,
+    chunk_size: int,
+) -> tuple[Tensor, Tensor]:
+    """The forward pass of :class:`SelectiveScanFn` out of place, for ``torch.jit.trace`` and the ONNX exporter.
+
+    The same operations as the eager pass, on new tensors. The chunk loop is unrolled for the length L of ``u``
+    (traced sizes are tensors; the length is read once), in at most :data:`TRACED_CHUNKS` chunks: up to
+    ``chunk_size * TRACED_CHUNKS`` positions the chunks, and so the outputs, are the eager ones bit for bit; longer
+    sequences take longer chunks, whose outputs differ from the eager ones by float rounding.
+
+    Returns:
+        ``(out, last_state)`` as :meth:`SelectiveScanFn.forward`.
+    """
+    groups = _check_inputs(u, delta, A, B, C, D, z, delta_bias)
+    with _autocast_off(u.device):
+        scan = _Scan(u, delta, A, B, C, delta_bias, delta_softplus, groups)
+        state: Tensor | None = None
+        ys = []
+        length = int(scan.length)
+        chunk_size = max(chunk_size, _next_pow2(-(-length // TRACED_CHUNKS)))
+        for start, stop, padded in _chunks(length, chunk_size):
+            n = stop - start
+            a = torch.exp(scan.dt[start:stop].unsqueeze(-1) * scan.A)
+            x = scan.dtu[start:stop].unsqueeze(-1) * scan.B[start:stop].unsqueeze(-2)
+            if state is not None:  # the first chunk enters with h = 0: x + a * 0 is x
+                x = torch.cat([torch.addcmul(x[:1], a[:1], state.unsqueeze(0)), x[1:]])
+            if padded > n:
+                a, x = (F.pad(t, (0, 0) * (t.ndim - 1) + (0, padded - n)) for t in (a, x))
+            h = _prefix_scan(a.reshape(padded, -1), x.reshape(padded, -1), padded).view_as(a)[:n]
+            rows = h.reshape(-1, scan.group_dim, scan.state)
+            ys.append(torch.bmm(rows, scan.C[start:stop].reshape(-1, scan.state, 1)).view_as(scan.u[start:stop]))
+            state = h[n - 1]
+        y = _from_time_major(torch.cat(ys), u.shape, scan.dtype)
+        if D is not None:
+            y = y + D.to(scan.dtype)[:, None] * u.to(scan.dtype)
+        out = y * F.silu(z.to(scan.dtype)) if z is not None else y
+    assert state is not None, "a traced scan needs a sequence of at least one position"
+    return out.to(u.dtype), state.reshape(scan.batch, -1, scan.state)
+
+
 def selective_scan_chunked(
     u: Tensor,
     delta: Tensor,
@@ -458,7 +546,8 @@ def selective_scan_chunked(
     """
     if chunk_size < 1 or chunk_size & (chunk_size - 1):
         raise ValueError(f"chunk_size must be a positive power of two, got {chunk_size}")
-    out, last_state = SelectiveScanFn.apply(u, delta, A, B, C, D, z, delta_bias, delta_softplus, chunk_size)
+    scan = _traced_scan if torch.jit.is_tracing() else SelectiveScanFn.apply
+    out, last_state = scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus, chunk_size)
     return (out, last_state) if return_last_state else out
 
 
@@ -489,7 +578,7 @@ def selective_scan(
 
     Arguments and results as :func:`selective_scan_chunked` (``chunk_size`` is ignored by the CUDA kernel).
     """
-    kernel = mamba_ssm_selective_scan() if u.is_cuda else None
+    kernel = mamba_ssm_selective_scan() if u.is_cuda and not torch.jit.is_tracing() else None
     if kernel is not None:
         return kernel(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
     return selective_scan_chunked(

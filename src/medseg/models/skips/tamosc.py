@@ -19,6 +19,9 @@ Expert dispatch is batched per expert: the (image, expert) pairs a router select
 expert runs once on all its rows, and the outputs are gathered back and mixed. In evaluation mode, when experts are
 pure per-image functions, each (image, expert) pair is computed once and shared by every router that selected it.
 In training mode the experts run once per router, as in the official code, so that BatchNorm sees the same batches.
+While the model is traced for export (``torch.jit.trace``, the ONNX exporter) in evaluation mode, the dispatch has
+no data-dependent sizes: every expert runs on every image and each router gathers its k selected outputs per image
+(:meth:`TaMoSC._mix_dense`); the mixtures are the same up to float rounding.
 """
 
 from __future__ import annotations
@@ -254,12 +257,29 @@ class TaMoSC(nn.Module):
                 rows = self._touch_unused(fused, rows, all_counts[g])
                 mixtures.append(self._combine(rows, slot_weights[g]))
             return mixtures
+        if torch.jit.is_tracing():
+            return self._mix_dense(fused, routing)
         pairs = routing.indices.reshape(num_routers, batch * k) * batch + samples
         unique_pairs, inverse = torch.unique(pairs, return_inverse=True)
         experts = torch.div(unique_pairs, batch, rounding_mode="floor")
         counts = torch.bincount(experts, minlength=self.num_experts).tolist()
         computed = self._run_experts(fused, unique_pairs % batch, experts, counts)
         return [self._combine(computed[inverse[g]], slot_weights[g]) for g in range(num_routers)]
+
+    def _mix_dense(self, fused: torch.Tensor, routing: Routing) -> list[torch.Tensor]:
+        """The evaluation-mode mixtures with sizes that do not depend on the routing (for tracing).
+
+        Every expert runs on the whole batch; each router gathers, per image, the outputs of its k experts in slot
+        order and combines them as :meth:`mix` does.
+        """
+        outputs = torch.stack([expert(fused) for expert in self.experts], dim=1)  # (B, E, C, H, W)
+        slot_weights = routing.weights.to(fused.dtype)
+        mixtures = []
+        for g in range(routing.indices.shape[0]):
+            index = routing.indices[g][:, :, None, None, None].expand(-1, -1, *outputs.shape[2:])
+            rows = outputs.gather(1, index).flatten(0, 1)  # (B*k, C, H, W), image-major as in mix
+            mixtures.append(self._combine(rows, slot_weights[g]))
+        return mixtures
 
     @staticmethod
     def _combine(rows: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
