@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
 
-from medseg.config import DataConfig
 from medseg.data import LoadedCase
-from medseg.errors import MedsegError
-from medseg.inference import Predictor
 from medseg.metrics.scoring import ScoreTask, compact_labels, score_resunetpp
-from medseg.protocols.base import Protocol, ProtocolContext
 from medseg.protocols.eightbit import resize_linear_u8, stored_mask_u8
-from medseg.protocols.uctransnet import prepare_at_size_u8
+from medseg.protocols.uctransnet import UCTransNet2DProtocol
 
 __all__ = ["ResUNetPPKvasirProtocol"]
 
 
-class ResUNetPPKvasirProtocol(Protocol):
+class ResUNetPPKvasirProtocol(UCTransNet2DProtocol):
     """Per-image Dice, IoU, precision and recall at the model's input size (256 in the paper), mean over images.
 
     As ResUNet++'s official test script: the stored 8-bit image and mask are resized to the input size with
@@ -26,6 +21,8 @@ class ResUNetPPKvasirProtocol(Protocol):
     rounding), the prediction at probability ``> 0.5``. Every ratio is smoothed with ``1e-15``
     (:func:`~medseg.metrics.resunetpp_case_metrics`), so nothing is undefined: both masks empty scores 1, an empty
     prediction has precision 1, an empty ground truth recall 1. The sums are divided by the number of images.
+    Input preparation and labels are those of ``uctransnet_2d``; the ground truth is the 0/255 image of the class
+    mask (Kvasir's lossy JPEG masks are binarised by the reader first).
     """
 
     name = "resunetpp_kvasir"
@@ -35,17 +32,6 @@ class ResUNetPPKvasirProtocol(Protocol):
         "(both empty = 1, one-side-empty precision or recall = 1), mean over images"
     )
     metrics = ("dice", "iou", "precision", "recall")
-
-    def __init__(self, context: ProtocolContext) -> None:
-        if context.num_classes != 2:
-            raise MedsegError(f"protocol {self.name} is for binary tasks, got {context.num_classes} classes")
-        super().__init__(context)
-
-    def prepare(self, data: DataConfig, case: LoadedCase) -> np.ndarray:
-        return prepare_at_size_u8(data, case, self.context.image_size)
-
-    def labels(self, predictor: Predictor, case: LoadedCase, probs: torch.Tensor) -> np.ndarray:
-        return (probs[0, 0] > self.context.threshold).long().cpu().numpy()
 
     def truth(self, case: LoadedCase) -> np.ndarray:
         """The ground truth at the input size, from the stored 8-bit mask resized as the official script does.
