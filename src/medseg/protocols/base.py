@@ -309,13 +309,16 @@ class Protocol:
         return summary
 
     def headline(self, summary: dict[str, Any]) -> str:
-        """The one-line result printed after an evaluation: each metric's mean over cases.
+        """The one-line result printed after an evaluation: each metric's mean over cases, and the distance unit.
 
         Args:
             summary: the content of ``summary.json`` (as written by :meth:`summarize` and the evaluation).
 
         Returns:
-            E.g. ``"dice 0.8123, iou 0.7012, hd95 n/a"``; a metric without a defined mean shows ``n/a``.
+            E.g. ``"dice 0.8123, hd95 4.2000 (distances in voxels)"``; a metric without a defined mean shows
+            ``n/a``; the unit is named when the summary has a ``distance_unit``.
         """
         metrics = summary.get("metrics", {})
-        return ", ".join(f"{name} {format_metric(stats.get('mean'))}" for name, stats in metrics.items())
+        line = ", ".join(f"{name} {format_metric(stats.get('mean'))}" for name, stats in metrics.items())
+        unit = summary.get("distance_unit")
+        return f"{line} (distances in {unit})" if unit else line

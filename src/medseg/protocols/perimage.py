@@ -83,19 +83,6 @@ class PerImageProtocol(Protocol):
             summary["aggregation"] = BINARY_AGGREGATION
         return summary
 
-    def headline(self, summary: dict[str, Any]) -> str:
-        """The base headline followed by the unit of the distances.
-
-        Args:
-            summary: the content of ``summary.json``.
-
-        Returns:
-            E.g. ``"dice 0.8123, hd95 4.2000 (distances in voxels)"``.
-        """
-        line = super().headline(summary)
-        unit = summary.get("distance_unit")
-        return f"{line} (distances in {unit})" if unit else line
-
 
 class PerImageBinaryProtocol(PerImageProtocol):
     """Kvasir-style binary evaluation: per-image Dice, IoU, precision, recall and HD95 at the original size.

@@ -143,19 +143,6 @@ class TransUNetProtocol(Protocol):
         summary["assd_definition"] = ASSD_DEFINITIONS[self.assd_definition]
         return summary
 
-    def headline(self, summary: dict[str, Any]) -> str:
-        """The base headline followed by the unit of the distances.
-
-        Args:
-            summary: the content of ``summary.json``.
-
-        Returns:
-            E.g. ``"dice 0.8123, hd95 4.2000 (distances in voxels)"``.
-        """
-        line = super().headline(summary)
-        unit = summary.get("distance_unit")
-        return f"{line} (distances in {unit})" if unit else line
-
 
 class TransUNetCleanProtocol(TransUNetProtocol):
     """Same prediction as TransUNet, but spacing-aware HD95/ASSD and undefined values reported as such.
