@@ -246,7 +246,9 @@ def predict(
     model: Annotated[
         Path,
         typer.Argument(
-            metavar="MODEL", help="run folder, .ckpt written by `medseg train`, or exported bundle (its .json)"
+            metavar="MODEL",
+            help="run folder, .ckpt written by `medseg train`, exported bundle (its .json), or exported .onnx model "
+            "(run by ONNX Runtime, without torch)",
         ),
     ],
     source: Annotated[
@@ -327,6 +329,29 @@ def predict(
     An input that cannot be read or predicted is reported and skipped; the exit status is then 1. Settings not
     given come from the model's eval section.
     """
+    if model.suffix.lower() == ".onnx":  # ONNX Runtime on the CPU, without torch
+        refused = {
+            "--checkpoint": checkpoint != "best",
+            "--device": device not in (None, "auto", "cpu"),
+            "--precision": precision not in (None, "auto", "32"),
+            "--mode": mode not in (None, "resize"),
+            "--overlap": overlap is not None,
+            "--blend": blend is not None,
+        }
+        _predict_onnx(
+            model,
+            source,
+            output,
+            [flag for flag, given in refused.items() if given],
+            overlay=overlay,
+            probabilities=probabilities,
+            batch_size=batch_size,
+            tta=tta,
+            tta_transforms=tta_transforms,
+            postprocess=(largest_component, fill_holes, min_size),
+            slice_axis=slice_axis,
+        )
+        return
     with _user_errors():
         from rich.markup import escape
         from rich.progress import Progress
@@ -391,6 +416,124 @@ def predict(
     if failed:
         errors.print(f"{failed} of {len(images)} image(s) could not be predicted", highlight=False)
         raise typer.Exit(1)
+
+
+def _predict_onnx(
+    model: Path,
+    source: Path,
+    output: Path,
+    refused: list[str],
+    *,
+    overlay: bool,
+    probabilities: str | None,
+    batch_size: int | None,
+    tta: bool | None,
+    tta_transforms: str | None,
+    postprocess: tuple[bool | None, bool | None, int | None],
+    slice_axis: int | None,
+) -> None:
+    """``medseg predict`` with an exported ONNX model: ONNX Runtime on the CPU, numpy preprocessing, no torch
+    (:mod:`medseg.inference.onnx_predictor`); the model's sidecar gives the settings not given. ``refused``: the
+    options given that do not apply to ONNX models (a one-line error)."""
+    with _user_errors():
+        from rich.markup import escape
+        from rich.progress import Progress
+
+        from medseg.errors import MedsegError
+        from medseg.inference.onnx_predictor import OnnxPredictor, predict_onnx_files, read_sidecar
+        from medseg.inference.postprocess import PostProcess
+        from medseg.inference.writers import PROBABILITY_FORMATS
+
+        if refused:
+            raise MedsegError(
+                f"{', '.join(refused)}: not for ONNX models, which ONNX Runtime runs on the CPU in float32, resizing "
+                "each image to the training size"
+            )
+        if probabilities is not None and probabilities not in PROBABILITY_FORMATS:
+            raise MedsegError(f"unknown probabilities format {probabilities!r}; use {' or '.join(PROBABILITY_FORMATS)}")
+        largest_component, fill_holes, min_size = postprocess
+        if min_size is not None and min_size < 0:
+            raise MedsegError(f"--min-size must be 0 or more, got {min_size}")
+        images = _input_images(source)
+        settings = read_sidecar(model)["eval"]
+        cleaning = PostProcess(
+            settings["min_size"] if min_size is None else min_size,
+            settings["largest_component"] if largest_component is None else largest_component,
+            settings["fill_holes"] if fill_holes is None else fill_holes,
+        )
+        chosen = tta if tta is False or not tta_transforms else [name.strip() for name in tta_transforms.split(",")]
+        predictor = OnnxPredictor(model, batch_size=batch_size, tta=chosen, postprocess=cleaning, slice_axis=slice_axis)
+        failed = 0
+
+        def skip(message: str) -> None:
+            nonlocal failed
+            failed += 1
+            errors.print(f"[bold red]skipped:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+        with Progress(console=errors, transient=True, disable=not errors.is_terminal) as bar:
+            task = bar.add_task("predicting", total=len(images))
+            written = predict_onnx_files(
+                predictor,
+                images,
+                _output_names(images, overlay),
+                output,
+                overlay,
+                probabilities,
+                advance=lambda: bar.advance(task),
+                skip=skip,
+            )
+    console.print(f"wrote {written} mask(s) to [bold]{output}[/]")
+    if failed:
+        errors.print(f"{failed} of {len(images)} image(s) could not be predicted", highlight=False)
+        raise typer.Exit(1)
+
+
+@app.command()
+def export(
+    model: Annotated[
+        Path,
+        typer.Argument(
+            metavar="RUN_OR_CKPT", help="run folder, .ckpt written by `medseg train`, or exported bundle (its .json)"
+        ),
+    ],
+    out: Annotated[
+        Path, typer.Argument(metavar="OUT", help="the model file to write (model.onnx, model.pt) or a folder")
+    ],
+    fmt: Annotated[
+        str | None,
+        typer.Option("--format", metavar="onnx|torchscript", help="(default: from OUT's ending; onnx for a folder)"),
+    ] = None,
+    dynamic_shape: Annotated[
+        bool,
+        typer.Option(
+            "--dynamic-shape", help="also free height and width (multiples of the output stride), not only the batch"
+        ),
+    ] = False,
+    opset: Annotated[int | None, typer.Option(help="ONNX opset version (default: 17)")] = None,
+    checkpoint: Annotated[str, typer.Option(help="of a run folder: best or last")] = "best",
+) -> None:
+    """Export a trained model to ONNX or TorchScript, checked against the PyTorch model on random inputs.
+
+    Writes OUT, its JSON sidecar <stem>.json (input channels, normalisation, training size, output stride,
+    threshold, class names, prediction defaults, versions, SHA-256 checksums) and the weights <stem>.ckpt.
+    `medseg predict OUT.onnx` runs the ONNX model without torch; `medseg.load("<stem>.json")` reads the bundle.
+    """
+    with _user_errors():
+        from medseg.inference.export import DEFAULT_OPSET, export_run
+
+        result = export_run(
+            model,
+            out,
+            fmt,
+            dynamic_shape=dynamic_shape,
+            opset=DEFAULT_OPSET if opset is None else opset,
+            checkpoint=checkpoint,
+        )
+    console.print(
+        f"wrote [bold]{result.model}[/], {result.sidecar.name} and {result.weights.name} "
+        f"(largest difference from PyTorch {result.max_abs_diff:.2g})",
+        highlight=False,
+    )
 
 
 @app.command()

@@ -19,31 +19,10 @@ from torch.utils.data import DataLoader, Dataset
 from medseg.config import DataConfig
 from medseg.errors import MedsegError
 from medseg.inference.predictor import Predictor, model_input_array
-from medseg.inference.volumes import NIFTI_SUFFIXES, read_h5_image, read_volume, write_label_volume
+from medseg.inference.volumes import H5_SUFFIXES, is_volume, read_h5_image, read_volume, write_label_volume
 from medseg.inference.writers import BackgroundWriter, write_mask, write_overlay, write_probabilities
 
 __all__ = ["PredictionOutputs", "is_volume", "predict_files"]
-
-H5_SUFFIXES = (".h5", ".hdf5")
-
-
-def is_volume(path: Path) -> bool:
-    """Whether a file is predicted as a volume: NIfTI, or HDF5 whose ``image`` dataset is 3D.
-
-    Args:
-        path: an input file.
-
-    Returns:
-        ``True`` for a volume; an unreadable HDF5 file counts as a 2D image (its error is reported when read).
-    """
-    if path.name.lower().endswith(NIFTI_SUFFIXES):
-        return True
-    if path.suffix.lower() not in H5_SUFFIXES:
-        return False
-    try:
-        return read_h5_image(path).ndim == 3
-    except MedsegError:
-        return False
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,10 @@ import numpy as np
 from medseg.errors import MedsegError
 
 __all__ = [
+    "H5_SUFFIXES",
     "VOLUME_SUFFIXES",
     "Volume",
+    "is_volume",
     "output_stem",
     "read_h5_image",
     "read_volume",
@@ -36,6 +38,9 @@ VOLUME_SUFFIXES = (".nii.gz", ".nii", ".npy.h5", ".h5", ".hdf5")
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 """File endings of NIfTI volumes."""
+
+H5_SUFFIXES = (".h5", ".hdf5")
+"""File endings of HDF5 files: a 2D image or a volume, by the rank of their ``image`` dataset."""
 
 
 def volume_stem(path: Path) -> str | None:
@@ -128,6 +133,25 @@ def read_h5_image(path: Path) -> np.ndarray:
             return np.asarray(dataset[()])
     except OSError as error:
         raise MedsegError(f"cannot read {path}: {error}") from None
+
+
+def is_volume(path: Path) -> bool:
+    """Whether a file is predicted as a volume: NIfTI, or HDF5 whose ``image`` dataset is 3D.
+
+    Args:
+        path: an input file.
+
+    Returns:
+        ``True`` for a volume; an unreadable HDF5 file counts as a 2D image (its error is reported when read).
+    """
+    if path.name.lower().endswith(NIFTI_SUFFIXES):
+        return True
+    if path.suffix.lower() not in H5_SUFFIXES:
+        return False
+    try:
+        return read_h5_image(path).ndim == 3
+    except MedsegError:
+        return False
 
 
 def read_volume(path: Path) -> Volume:

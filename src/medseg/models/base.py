@@ -9,6 +9,7 @@ so any objective works with any backbone.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -87,11 +88,15 @@ class SegmentationModel(nn.Module):
         in_channels: number of image channels the model expects.
         num_classes: number of logit channels.
         output_stride: input height and width must be multiples of this number.
+        export_limits: what ``medseg export`` (:mod:`medseg.inference.export`) cannot give for this architecture,
+            each with the reason: ``onnx`` or ``torchscript`` (the format), ``dynamic_shape`` (an exported model
+            that takes other input sizes than the one it was exported at). Empty: every format, any size.
     """
 
     in_channels: int
     num_classes: int
     output_stride: int = 1
+    export_limits: ClassVar[dict[str, str]] = {}
 
     def forward_features(self, x: torch.Tensor) -> SegOutput:
         """Run the network and return logits with all intermediate features.

@@ -53,6 +53,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -350,6 +351,10 @@ class TransUNet(SegmentationModel):
         >>> model(torch.zeros(1, 3, 64, 64)).shape
         torch.Size([1, 2, 64, 64])
     """
+
+    export_limits: ClassVar[dict[str, str]] = {
+        "dynamic_shape": "the position embeddings are resized to the token grid with Python sizes, which a trace fixes"
+    }
 
     output_stride = 16
 
