@@ -27,7 +27,25 @@ from torch import nn
 
 from medseg.models.layers.selective_scan import DEFAULT_CHUNK_SIZE, selective_scan
 
-__all__ = ["Mamba", "init_dt_bias"]
+__all__ = ["Mamba", "init_a_log", "init_dt_bias"]
+
+
+def init_a_log(rows: int, d_state: int) -> torch.Tensor:
+    """``log(1 .. d_state)`` repeated over ``rows``: the S4D-real initialisation of ``A_log``.
+
+    Args:
+        rows: number of channels (rows).
+        d_state: SSM state size N.
+
+    Returns:
+        ``(rows, d_state)`` float32 on the current default device; left uninitialised on the meta device
+        (shapes only), where computing it would cost seconds of first-use set-up.
+    """
+    a_log = torch.empty(rows, d_state, dtype=torch.float32)
+    if not a_log.is_meta:
+        with torch.no_grad():
+            a_log.copy_(torch.log(torch.arange(1, d_state + 1, dtype=torch.float32, device=a_log.device)))
+    return a_log
 
 
 def init_dt_bias(
@@ -42,8 +60,10 @@ def init_dt_bias(
         dt_init_floor: lower clamp of the sampled step size.
 
     Returns:
-        ``bias``.
+        ``bias``; a tensor on the meta device (shapes only, e.g. for parameter counts) is returned as it is.
     """
+    if bias.is_meta:
+        return bias
     with torch.no_grad():
         dt = torch.exp(
             torch.rand(bias.shape, device=bias.device) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)
@@ -108,8 +128,7 @@ class Mamba(nn.Module):
                 self.dt_proj.weight.uniform_(-dt_std, dt_std)
         init_dt_bias(self.dt_proj.bias, dt_min, dt_max, dt_init_floor)
 
-        a_init = torch.arange(1, d_state + 1, dtype=torch.float32).repeat(self.d_inner, 1)
-        self.A_log = nn.Parameter(torch.log(a_init))
+        self.A_log = nn.Parameter(init_a_log(self.d_inner, d_state))
         self.D = nn.Parameter(torch.ones(self.d_inner))
         self.out_proj = nn.Linear(self.d_inner, d_model, bias=bias)
 

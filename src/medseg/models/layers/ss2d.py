@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medseg.models.layers.mamba import init_dt_bias
+from medseg.models.layers.mamba import init_a_log, init_dt_bias
 from medseg.models.layers.selective_scan import DEFAULT_CHUNK_SIZE, selective_scan
 
 __all__ = ["SS2D"]
@@ -90,8 +90,7 @@ class SS2D(nn.Module):
             dt_std = self.dt_rank**-0.5 * dt_scale
             self.dt_projs_weight.uniform_(-dt_std, dt_std)
         init_dt_bias(self.dt_projs_bias, dt_min, dt_max, dt_init_floor)
-        a_init = torch.arange(1, d_state + 1, dtype=torch.float32).repeat(k * d_inner, 1)
-        self.A_logs = nn.Parameter(torch.log(a_init))
+        self.A_logs = nn.Parameter(init_a_log(k * d_inner, d_state))
         self.Ds = nn.Parameter(torch.ones(k * d_inner))
         self.out_norm = nn.LayerNorm(d_inner)
         self.out_proj = nn.Linear(d_inner, d_model, bias=bias)
