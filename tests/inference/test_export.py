@@ -55,7 +55,7 @@ TINY_MODELS: dict[str, tuple[dict[str, Any], int]] = {
 }
 """A small configuration (model parameters, image size) of every registered model."""
 
-EXPECTED_LIMITS = {"asc_seg", "transunet", "vmunet"}
+EXPECTED_LIMITS = {"transunet"}
 """The models whose exports have a fixed input size (``export_limits["dynamic_shape"]``)."""
 
 TOLERANCE = 1e-4
@@ -128,14 +128,14 @@ def test_dynamic_shapes_export_or_are_declared_impossible(name: str, tmp_path: P
 
 
 def test_export_cli_says_in_one_line_what_a_model_cannot_export(tmp_path: Path) -> None:
-    model, config = tiny("vmunet")
-    checkpoint = tmp_path / "vmunet.ckpt"
+    model, config = tiny("transunet")
+    checkpoint = tmp_path / "transunet.ckpt"
     save_weights(checkpoint, model, config)
     result = runner.invoke(app, ["export", str(checkpoint), str(tmp_path / "m.onnx"), "--dynamic-shape"])
     assert result.exit_code == 2
     assert result.output.strip() == (
-        "error: vmunet cannot be exported with --dynamic-shape: the selective scan is unrolled for the sequence "
-        "length of the example input"
+        "error: transunet cannot be exported with --dynamic-shape: the position embeddings are resized to the "
+        "token grid with Python sizes, which a trace fixes"
     )
 
 

@@ -22,6 +22,7 @@ within that of the threshold. Volumes are predicted slice by slice along ``eval.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -109,16 +110,18 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def _session(model: Path, threads: int | None) -> Any:
-    """An ONNX Runtime CPU session with ``threads`` intra-op threads (the usable CPUs when ``None``) that do not
-    spin while they wait, as medseg asks of OpenMP (:mod:`medseg.runtime`)."""
+    """An ONNX Runtime CPU session with ``threads`` intra-op threads (when ``None``: ``OMP_NUM_THREADS`` if set,
+    else the usable CPUs, as :func:`medseg.runtime.set_threads` sizes PyTorch's) that do not spin while they wait,
+    as medseg asks of OpenMP (:mod:`medseg.runtime`)."""
     try:
         import onnxruntime
     except ImportError:
         raise MedsegError("predicting with an ONNX model needs onnxruntime: pip install 'medseg[export]'") from None
     from medseg.runtime import available_cpus
 
+    configured = os.environ.get("OMP_NUM_THREADS", "")
     options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = threads or available_cpus()
+    options.intra_op_num_threads = threads or (int(configured) if configured.isdigit() else 0) or available_cpus()
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         return onnxruntime.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
@@ -137,7 +140,8 @@ class OnnxPredictor:
             (:data:`medseg.inference.tta.TTA_TRANSFORMS`); the sidecar's ``eval.tta`` when ``None``.
         postprocess: label-map post-processing (from the sidecar's ``eval.*`` when ``None``).
         slice_axis: NIfTI voxel axis volumes are sliced along (the sidecar's ``eval.slice_axis`` when ``None``).
-        threads: ONNX Runtime intra-op threads (the CPUs this process may use when ``None``).
+        threads: ONNX Runtime intra-op threads (``OMP_NUM_THREADS``, else the CPUs this process may use, when
+            ``None``).
 
     Raises:
         MedsegError: a missing or foreign model or sidecar, a bad option, or no onnxruntime.

@@ -59,7 +59,6 @@ Features (``forward_features``): ``encoder`` = [e1, e2, e3], ``bottleneck`` = e4
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -360,10 +359,6 @@ class ASCSeg(SegmentationModel):
         >>> out.logits.shape, [tuple(a.shape[-2:]) for a in out.aux_logits]
         (torch.Size([2, 1, 32, 32]), [(16, 16), (8, 8), (4, 4)])
     """
-
-    export_limits: ClassVar[dict[str, str]] = {
-        "dynamic_shape": "the selective scan is unrolled for the sequence length of the example input"
-    }
 
     output_stride = 16
 

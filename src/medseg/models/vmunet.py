@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from typing import ClassVar
 
 import torch
 from torch import nn
@@ -136,10 +135,6 @@ class VMUNet(SegmentationModel):
         >>> model(torch.zeros(1, 3, 64, 64)).shape
         torch.Size([1, 1, 64, 64])
     """
-
-    export_limits: ClassVar[dict[str, str]] = {
-        "dynamic_shape": "the selective scan is unrolled for the sequence length of the example input"
-    }
 
     def __init__(
         self,

@@ -32,9 +32,9 @@ Three entry points with the signature of ``mamba_ssm``'s ``selective_scan_fn``:
 While a model is traced (``torch.jit.trace``, and the ONNX exporter, which traces), both chunked entry points run
 :func:`_traced_scan` instead: the forward pass of :class:`SelectiveScanFn` with the same operations on new tensors
 (the in-place updates of chunk views and the ``out=`` arguments are what the ONNX exporter cannot express), so a
-traced model gives the eager outputs (bit for bit up to ``chunk_size * TRACED_CHUNKS`` positions, to float rounding
-beyond). The chunk loop is unrolled for the sequence length of the example input: a traced scan has a fixed
-length, the batch size stays free.
+traced model gives the eager outputs bit for bit. Its loop over the chunks is compiled by TorchScript
+(:func:`_scan_chunks`), so the trace keeps it as a loop (an ONNX ``Loop``) over however many chunks the input has:
+the graph stays small, a chunk's buffers are freed before the next one, and the sequence length stays free.
 """
 
 from __future__ import annotations
@@ -67,14 +67,6 @@ steps, and T = 256 for buffers that no longer stay in cache (slower, 765 MB). Lo
 sequential steps on a GPU, and long, narrow scans gain from them (ASC-Seg's first level, L = 65,536 with d_inner = 4:
 T = 1024 was about 25% faster than T = 64 in a side measurement; pass ``chunk_size`` for such shapes). The chunk
 buffers are five ``(T, batch, D, N)`` tensors: 63 MB in float32 at the benchmark size.
-"""
-
-TRACED_CHUNKS = 8
-"""The most chunks a traced scan is unrolled into (:func:`_traced_scan`).
-
-A traced scan takes chunks of ``max(chunk_size, L / TRACED_CHUNKS)`` (rounded up to a power of two): the graph of a
-long sequence (ASC-Seg's first level at 256 px: L = 65,536) then stays small enough to export in seconds, and
-its outputs differ from the eager ones by float rounding only (a chunk's scan adds the same terms in another order).
 """
 
 _SOFTPLUS_THRESHOLD = 20.0  # softplus(x) = x above this, as torch.nn.functional.softplus and the CUDA kernel do
@@ -241,27 +233,77 @@ def _suffix_scan_(a: Tensor, x: Tensor) -> None:
 
 
 def _prefix_scan(a: Tensor, x: Tensor, n: int) -> Tensor:
-    """Out-of-place :func:`_prefix_scan_` for tracing, as its odd-even recursion: the same products and sums.
+    """Out-of-place :func:`_prefix_scan_` for tracing, in its odd-even form: the same products and sums.
 
-    The odd positions are combined with their even neighbours (the up-sweep's first level), scanned recursively,
-    and every even position is then finished from the odd position before it (the down-sweep's last level). Each
-    level moves data of its own length only, so a chunk costs a few copies of itself, not one per level.
+    Going up, every odd position is combined with the even one before it (the up-sweep's first level) and the odd
+    positions are scanned the same way; going down, every even position is finished from the odd position before
+    it (the down-sweep's last level). Each level moves data of its own length only. Written for TorchScript
+    (:func:`_scan_chunks` compiles it).
 
     Args:
         a: decays ``(n, R)``.
         x: inputs ``(n, R)``.
-        n: their length along dim 0, a power of two (a Python int: traced sizes are tensors).
+        n: their length along dim 0, a power of two.
 
     Returns:
         The solved ``x`` ``(n, R)``.
     """
-    if n == 1:
-        return x
-    a, x = a.reshape(n // 2, 2, -1), x.reshape(n // 2, 2, -1)
-    a_even, a_odd, x_even = a[:, 0], a[:, 1], x[:, 0]
-    odd = _prefix_scan(a_odd * a_even, torch.addcmul(x[:, 1], a_odd, x_even), n // 2)
-    even = torch.cat([x_even[:1], torch.addcmul(x_even[1:], a_even[1:], odd[:-1])])
-    return torch.stack([even, odd], dim=1).reshape(n, -1)
+    decays: list[Tensor] = []
+    inputs: list[Tensor] = []
+    while n > 1:
+        pairs_a, pairs_x = a.reshape(n // 2, 2, -1), x.reshape(n // 2, 2, -1)
+        decays.append(pairs_a[:, 0])
+        inputs.append(pairs_x[:, 0])
+        x = torch.addcmul(pairs_x[:, 1], pairs_a[:, 1], pairs_x[:, 0])
+        a = pairs_a[:, 1] * pairs_a[:, 0]
+        n = n // 2
+    for level in range(len(decays) - 1, -1, -1):
+        a_even, x_even = decays[level], inputs[level]
+        even = torch.cat([x_even[:1], torch.addcmul(x_even[1:], a_even[1:], x[:-1])])
+        x = torch.stack([even, x], dim=1).reshape(2 * x.shape[0], -1)
+    return x
+
+
+def _scan_chunks(dt: Tensor, dtu: Tensor, B: Tensor, C: Tensor, A: Tensor, chunk: int) -> tuple[Tensor, Tensor]:
+    """The chunk loop of a traced scan, on :class:`_Scan`'s time-major tensors (TorchScript-compatible).
+
+    The sequence is padded to whole chunks with Δ = 0 (decay 1, input 0: the state passes through unchanged);
+    every chunk enters with the state the previous one left, as in :meth:`SelectiveScanFn.forward`.
+
+    Args:
+        dt: Δ ``(L, batch, G, Dg)`` after bias and softplus.
+        dtu: Δ u ``(L, batch, G, Dg)``.
+        B: ``(L, batch, G, N)``.
+        C: ``(L, batch, G, N)``.
+        A: ``(G, Dg, N)``.
+        chunk: chunk length, a power of two.
+
+    Returns:
+        ``y`` ``(L, batch, G, Dg)`` and the last state ``(batch, G, Dg, N)``.
+    """
+    length = dt.shape[0]
+    pad = (chunk - length % chunk) % chunk
+    dt, dtu = F.pad(dt, [0, 0, 0, 0, 0, 0, 0, pad]), F.pad(dtu, [0, 0, 0, 0, 0, 0, 0, pad])
+    B, C = F.pad(B, [0, 0, 0, 0, 0, 0, 0, pad]), F.pad(C, [0, 0, 0, 0, 0, 0, 0, pad])
+    state = torch.zeros_like(dt[0]).unsqueeze(-1) * A[:, :, :1]  # (batch, G, Dg, 1), broadcast over N below
+    last = state
+    ys: list[Tensor] = []
+    for start in range(0, length + pad, chunk):
+        a = torch.exp(dt[start : start + chunk].unsqueeze(-1) * A)
+        x = dtu[start : start + chunk].unsqueeze(-1) * B[start : start + chunk].unsqueeze(-2)
+        x = torch.cat([torch.addcmul(x[:1], a[:1], state.unsqueeze(0)), x[1:]])
+        h = _prefix_scan(a.reshape(chunk, -1), x.reshape(chunk, -1), chunk).view_as(a)
+        rows = h.reshape(-1, h.shape[-2], h.shape[-1])
+        ys.append(torch.bmm(rows, C[start : start + chunk].reshape(-1, h.shape[-1], 1)).view_as(a[..., 0]))
+        state = h[chunk - 1]
+        last = h[(length - 1) % chunk]  # the last chunk's is the state at position L - 1
+    return torch.cat(ys)[:length], last
+
+
+@functools.cache
+def _scripted_scan_chunks() -> Callable[..., tuple[Tensor, Tensor]]:
+    """:func:`_scan_chunks` compiled by TorchScript (once, on first use)."""
+    return torch.jit.script(_scan_chunks)
 
 
 def _time_major(t: Tensor, groups: int, dtype: torch.dtype) -> Tensor:
@@ -484,10 +526,8 @@ def _traced_scan(
 ) -> tuple[Tensor, Tensor]:
     """The forward pass of :class:`SelectiveScanFn` out of place, for ``torch.jit.trace`` and the ONNX exporter.
 
-    The same operations as the eager pass, on new tensors. The chunk loop is unrolled for the length L of ``u``
-    (traced sizes are tensors; the length is read once), in at most :data:`TRACED_CHUNKS` chunks: up to
-    ``chunk_size * TRACED_CHUNKS`` positions the chunks, and so the outputs, are the eager ones bit for bit; longer
-    sequences take longer chunks, whose outputs differ from the eager ones by float rounding.
+    The same chunks and operations as the eager pass on new tensors, so the outputs are the eager ones; the chunk
+    loop is TorchScript (:func:`_scan_chunks`), so a trace keeps it as a loop for any sequence length.
 
     Returns:
         ``(out, last_state)`` as :meth:`SelectiveScanFn.forward`.
@@ -495,27 +535,11 @@ def _traced_scan(
     groups = _check_inputs(u, delta, A, B, C, D, z, delta_bias)
     with _autocast_off(u.device):
         scan = _Scan(u, delta, A, B, C, delta_bias, delta_softplus, groups)
-        state: Tensor | None = None
-        ys = []
-        length = int(scan.length)
-        chunk_size = max(chunk_size, _next_pow2(-(-length // TRACED_CHUNKS)))
-        for start, stop, padded in _chunks(length, chunk_size):
-            n = stop - start
-            a = torch.exp(scan.dt[start:stop].unsqueeze(-1) * scan.A)
-            x = scan.dtu[start:stop].unsqueeze(-1) * scan.B[start:stop].unsqueeze(-2)
-            if state is not None:  # the first chunk enters with h = 0: x + a * 0 is x
-                x = torch.cat([torch.addcmul(x[:1], a[:1], state.unsqueeze(0)), x[1:]])
-            if padded > n:
-                a, x = (F.pad(t, (0, 0) * (t.ndim - 1) + (0, padded - n)) for t in (a, x))
-            h = _prefix_scan(a.reshape(padded, -1), x.reshape(padded, -1), padded).view_as(a)[:n]
-            rows = h.reshape(-1, scan.group_dim, scan.state)
-            ys.append(torch.bmm(rows, scan.C[start:stop].reshape(-1, scan.state, 1)).view_as(scan.u[start:stop]))
-            state = h[n - 1]
-        y = _from_time_major(torch.cat(ys), u.shape, scan.dtype)
+        y, state = _scripted_scan_chunks()(scan.dt, scan.dtu, scan.B, scan.C, scan.A, chunk_size)
+        y = _from_time_major(y, u.shape, scan.dtype)
         if D is not None:
             y = y + D.to(scan.dtype)[:, None] * u.to(scan.dtype)
         out = y * F.silu(z.to(scan.dtype)) if z is not None else y
-    assert state is not None, "a traced scan needs a sequence of at least one position"
     return out.to(u.dtype), state.reshape(scan.batch, -1, scan.state)
 
 
