@@ -9,7 +9,8 @@ Run from the repository root (about 15 minutes on 2 threads)::
 Models: each registered model in its reference configuration (``default_kwargs`` of the registry) with one output
 channel (a binary task), at 256 x 256 (224 x 224 for ``swin_unet`` and ``transunet``, their reference input size;
 ``swin_unet``'s 7 x 7 windows need it). Each model runs in a fresh subprocess with 2 threads (``OMP_NUM_THREADS``,
-``torch.set_num_threads``, ONNX Runtime's intra-op threads, which do not spin, as ``medseg predict`` sets them). The
+``torch.set_num_threads``, ONNX Runtime's intra-op threads), none of which spin while they wait (the passive
+OpenMP wait policy and ONNX Runtime's ``allow_spinning=0``, as the ``medseg`` command sets them). The
 subprocess exports the model with ``medseg.inference.export.export_model`` (TorchScript and ONNX, timed), then runs
 the three back ends on the same random batches of 1 and 8 images: untimed warm-up runs (two at batch 1, which also
 let TorchScript's profiling executor optimise, one at batch 8), then timed runs until ``--repeats`` are done or
@@ -25,8 +26,9 @@ whether it imports torch.
 ``medseg predict``: a randomly initialised U-Net in the Kvasir recipe's configuration (``configs/unet-kvasir.yaml``:
 32 base channels, 256 px, ImageNet normalisation), saved as a checkpoint and exported to ONNX, predicts the 120
 test images of Kvasir-SEG (the official ``val`` split, ``$MEDSEG_DATA/kvasir-seg`` or ``--data``) through the
-command line: the PyTorch checkpoint and the ONNX model, without and with ``--tta`` (the default five transforms:
-six passes per image). Images per second = images / wall time of the whole command, start-up included.
+command line: the PyTorch checkpoint and the ONNX model, without ``--tta`` on all 120 images and with it (the
+default five transforms: six passes per image) on the first ``--tta-images`` of them. Images per second = images /
+wall time of the whole command, start-up included.
 """
 
 from __future__ import annotations
@@ -153,7 +155,7 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _run_worker(spec: dict[str, Any]) -> dict[str, Any]:
-    env = {**os.environ, "OMP_NUM_THREADS": str(THREADS), "MKL_NUM_THREADS": str(THREADS)}
+    env = {**os.environ, "OMP_NUM_THREADS": str(THREADS), "MKL_NUM_THREADS": str(THREADS), "OMP_WAIT_POLICY": "PASSIVE"}
     done = subprocess.run(
         [sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True, text=True, env=env, check=False
     )
@@ -180,7 +182,7 @@ def _import_time(statement: str, repeats: int = 5) -> tuple[float, list[str]]:
     return statistics.median(times), loaded
 
 
-def _predict_rates(data: Path, folder: Path) -> list[dict[str, Any]]:
+def _predict_rates(data: Path, folder: Path, images: int | None, tta_images: int) -> list[dict[str, Any]]:
     """Images per second of ``medseg predict`` on the Kvasir-SEG test images (see the module docstring)."""
     import torch
 
@@ -189,22 +191,23 @@ def _predict_rates(data: Path, folder: Path) -> list[dict[str, Any]]:
     from medseg.inference.export import export_model
 
     kvasir = data / "kvasir-seg"
-    names = (kvasir / "splits" / "val.txt").read_text().split()
-    images = folder / "kvasir-test"
-    images.mkdir()
-    for stem in names:
-        (images / f"{stem}.jpg").symlink_to(kvasir / "images" / f"{stem}.jpg")
+    names = (kvasir / "splits" / "val.txt").read_text().split()[:images]
+    inputs = {False: folder / "kvasir-test", True: folder / "kvasir-test-tta"}
+    for tta, inside in inputs.items():
+        inside.mkdir()
+        for stem in names[:tta_images] if tta else names:
+            (inside / f"{stem}.jpg").symlink_to(kvasir / "images" / f"{stem}.jpg")
     config = load_config(ROOT / "configs" / "unet-kvasir.yaml", [f"data.root={kvasir}"])
     torch.manual_seed(0)
     model = build_model(config).eval()
     checkpoint = save_weights(folder / "unet-kvasir.ckpt", model, config)
     onnx_model = export_model(model, config, folder / "unet-kvasir.onnx").model
-    env = {**os.environ, "OMP_NUM_THREADS": str(THREADS), "MKL_NUM_THREADS": str(THREADS)}
+    env = {**os.environ, "OMP_NUM_THREADS": str(THREADS), "MKL_NUM_THREADS": str(THREADS), "OMP_WAIT_POLICY": "PASSIVE"}
     rows = []
     for label, source in (("PyTorch checkpoint", checkpoint), ("ONNX Runtime", onnx_model)):
         for tta in (False, True):
             out = folder / f"out-{source.suffix[1:]}-{tta}"
-            command = [sys.executable, "-m", "medseg", "predict", str(source), str(images), str(out)]
+            command = [sys.executable, "-m", "medseg", "predict", str(source), str(inputs[tta]), str(out)]
             start = time.perf_counter()
             subprocess.run([*command, *(["--tta"] if tta else [])], check=True, env=env, capture_output=True)
             seconds = time.perf_counter() - start
@@ -311,6 +314,8 @@ def main() -> None:
         "--data", type=Path, help="folder holding kvasir-seg/ (default: $MEDSEG_DATA, else ../shared/data)"
     )
     parser.add_argument("--no-predict", action="store_true", help="skip the medseg predict measurement")
+    parser.add_argument("--images", type=int, help="test images medseg predict runs on (default: all 120)")
+    parser.add_argument("--tta-images", type=int, default=24, help="test images medseg predict --tta runs on")
     parser.add_argument("--output", type=Path, default=RESULTS, help="Markdown file to write")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -334,7 +339,7 @@ def main() -> None:
         predict = None
         if not args.no_predict:
             data = args.data or Path(os.environ.get("MEDSEG_DATA") or ROOT.parent / "shared" / "data")
-            predict = _predict_rates(data, Path(folder))
+            predict = _predict_rates(data, Path(folder), args.images, args.tta_images)
     page = report(results, imports, predict, args, (start_load, _load()))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(page)
