@@ -33,6 +33,7 @@ benchmark: $(STAMP)
 	$(BIN)/python benchmarks/bench_models.py
 	$(BIN)/python benchmarks/real_data_training.py
 	$(BIN)/python benchmarks/bench_pipeline.py
+	$(BIN)/python benchmarks/bench_inference.py
 
 # The documentation site into site/; --strict turns every warning (broken link or anchor, missing reference) into a failure.
 $(DOCS_STAMP): $(STAMP)
