@@ -10,7 +10,7 @@ import torch
 from medseg.models import SwinUNet, create_model
 from medseg.models.encoders import EncoderWeightsError
 from medseg.models.swin_unet import load_swin_pretrained
-from medseg.models.swin_unet.model import _partition, _shift_mask
+from medseg.models.swin_unet.blocks import _partition, _shift_mask
 from tests.models.contract import ModelContract
 
 TINY = {"img_size": 64, "embed_dim": 24, "depths": (2, 1, 1, 1), "num_heads": (1, 2, 2, 4), "window_size": 4}
