@@ -5,7 +5,7 @@ Lightning or the trainer::
 
     import medseg
 
-    model = medseg.load("runs/unet-kvasir")  # a run folder, a .ckpt or an exported bundle
+    model = medseg.load("runs/unet-kvasir")  # a run folder, a .ckpt, an exported bundle or model.onnx
     labels = model.predict(image)  # (H, W) class indices at the image's size
     probs = model.predict_proba([image1, image2])  # a list of (K, H, W) probabilities
 
@@ -27,11 +27,12 @@ if TYPE_CHECKING:
     from medseg.engine.trainer import train
     from medseg.errors import MedsegError
     from medseg.evaluation import evaluate_run
-    from medseg.inference.predictor import Predictor, load
+    from medseg.inference import load
+    from medseg.inference.predictor import Predictor
     from medseg.models import create_model, list_models, model_info, register_model
 
 _EXPORTS = {
-    "load": "medseg.inference.predictor",
+    "load": "medseg.inference",
     "Predictor": "medseg.inference.predictor",
     "create_model": "medseg.models",
     "list_models": "medseg.models",

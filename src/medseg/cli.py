@@ -30,9 +30,6 @@ if TYPE_CHECKING:
     from medseg.evaluation import EvaluationOutput
     from medseg.studies import RunOutcome, StudyConfig
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
-
-
 _LIGHTNING_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric")
 _verbose = False
 
@@ -117,6 +114,7 @@ def train(
         from medseg.engine.trainer import is_rank_zero
         from medseg.evaluation import evaluate_run, training_device
         from medseg.recipes import final_stage_config, resume_experiment, train_experiment
+        from medseg.tasks import task_class
 
         _quiet_lightning()
 
@@ -141,8 +139,8 @@ def train(
         console.print(f"run folder: [bold]{result.run_dir}[/]{score}")
         if not evaluate_after:
             console.print(f"next: medseg evaluate {result.run_dir}")
-        elif final_stage_config(experiment).train.task != "segmentation":
-            console.print("not evaluated: the run trains reconstruction, not segmentation")
+        elif not task_class(task := final_stage_config(experiment).train.task).evaluates:
+            console.print(f"not evaluated: the run trains train.task={task}, which makes no segmentations")
         else:
             _print_evaluation(evaluate_run(result.run_dir, device=training_device(experiment)))
 
@@ -187,60 +185,6 @@ def _print_evaluation(output: EvaluationOutput) -> None:
     console.print(f"report: [bold]{output.report}[/]")
 
 
-def _input_images(source: Path) -> list[Path]:
-    """The files to predict: ``source`` itself, or the images and volumes in the folder ``source`` (sorted)."""
-    from medseg.errors import MedsegError
-    from medseg.inference.volumes import VOLUME_SUFFIXES
-
-    if source.is_file():
-        return [source]
-    if source.is_dir():
-        images = sorted(
-            p
-            for p in source.iterdir()
-            if p.is_file() and (p.suffix.lower() in IMAGE_SUFFIXES or p.name.lower().endswith(VOLUME_SUFFIXES))
-        )
-        if not images:
-            raise MedsegError(
-                f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) or volumes ({', '.join(VOLUME_SUFFIXES)}) in {source}"
-            )
-        return images
-    raise MedsegError(f"input {source} does not exist")
-
-
-def _output_names(images: list[Path], overlay: bool) -> list[str]:
-    """A distinct output name (without ``.png``/``.nii.gz``) for each input image or volume.
-
-    An input keeps its stem (``case.nii.gz`` -> ``case``) when no other input has the same stem; inputs sharing a
-    stem (``x.png`` and ``x.jpg``) get their ending appended (``x_png``, ``x_jpg``, ``x_nii_gz``). A name whose
-    files would still clash with an earlier one (case-insensitively, overlays included) gets ``_2``, ``_3``, ...
-    """
-    from collections import Counter
-
-    from medseg.inference.volumes import output_stem, volume_stem
-
-    stems = Counter(output_stem(path)[0].lower() for path in images)
-    taken: set[str] = set()
-    names = []
-    for path in images:
-        stem, ending = output_stem(path)
-        base = stem if stems[stem.lower()] == 1 else f"{stem}_{ending[1:].lower().replace('.', '_')}"
-        volume = volume_stem(path) is not None
-
-        def files(name: str, volume: bool = volume) -> set[str]:
-            if volume:
-                return {name, f"{name}.nii.gz"}
-            return {name, f"{name}.png", *([f"{name}_overlay.png"] if overlay else [])}
-
-        name, number = base, 1
-        while files(name.lower()) & taken:
-            number += 1
-            name = f"{base}_{number}"
-        taken |= files(name.lower())
-        names.append(name)
-    return names
-
-
 @app.command()
 def predict(
     model: Annotated[
@@ -256,13 +200,20 @@ def predict(
         typer.Argument(metavar="INPUT", help="an image, a volume (.nii, .nii.gz, .h5) or a folder of them"),
     ],
     output: Annotated[Path, typer.Argument(help="output folder for the masks")],
-    overlay: Annotated[bool, typer.Option("--overlay", help="also write <name>_overlay.png (2D images)")] = False,
+    overlay: Annotated[
+        bool,
+        typer.Option(
+            "--overlay",
+            help="also write <name>_overlay.png: the predicted classes over the image, or over the slice of a volume "
+            "with the most predicted foreground",
+        ),
+    ] = False,
     probabilities: Annotated[
         str | None,
         typer.Option(
             metavar="npz|tiff",
-            help="also write the probabilities: <name>.npz (float32 (K, H, W)) or <name>.tif (one float page per "
-            "channel); volumes get .npz",
+            help="also write the probabilities: <name>.npz (float32 (K, H, W), (K, z, y, x) for a volume) or "
+            "<name>.tif (one float page per channel, per channel and slice for a volume)",
         ),
     ] = None,
     checkpoint: Annotated[str, typer.Option(help="of a run folder: best or last")] = "best",
@@ -277,7 +228,10 @@ def predict(
     ] = None,
     workers: Annotated[
         int | None,
-        typer.Option(help="processes reading and preparing images, 0 for none (default: eval.metric_workers)"),
+        typer.Option(
+            help="processes (threads for an ONNX model) reading and preparing images, 0 for none (default: "
+            "eval.metric_workers; 0 for an ONNX model)"
+        ),
     ] = None,
     mode: Annotated[
         str | None,
@@ -323,168 +277,61 @@ def predict(
     ] = None,
 ) -> None:
     """Predict masks at each input's original size: binary masks as 0/255 PNG, multi-class as class indices;
-    volumes slice by slice into NIfTI label volumes with the input's affine and header.
+    volumes slice by slice into NIfTI label volumes with the input's affine and header (an HDF5 volume, which stores
+    no geometry, gets the identity affine: 1 mm voxels at the origin).
 
     A mask is named after its input (<stem>.png or <stem>.nii.gz; <stem>_<suffix> when two inputs share a stem).
     An input that cannot be read or predicted is reported and skipped; the exit status is then 1. Settings not
-    given come from the model's eval section.
+    given come from the model's eval section (an ONNX model's sidecar).
     """
-    if model.suffix.lower() == ".onnx":  # ONNX Runtime on the CPU, without torch
-        refused = {
-            "--checkpoint": checkpoint != "best",
-            "--device": device not in (None, "auto", "cpu"),
-            "--precision": precision not in (None, "auto", "32"),
-            "--mode": mode not in (None, "resize"),
-            "--overlap": overlap is not None,
-            "--blend": blend is not None,
-        }
-        _predict_onnx(
-            model,
-            source,
-            output,
-            [flag for flag, given in refused.items() if given],
-            overlay=overlay,
-            probabilities=probabilities,
-            batch_size=batch_size,
-            tta=tta,
-            tta_transforms=tta_transforms,
-            postprocess=(largest_component, fill_holes, min_size),
-            slice_axis=slice_axis,
-        )
-        return
     with _user_errors():
-        from rich.markup import escape
-        from rich.progress import Progress
+        from dataclasses import replace
 
-        from medseg.checkpoints import load_trained
-        from medseg.data import resolve_num_workers
         from medseg.errors import MedsegError
-        from medseg.inference import Predictor
-        from medseg.inference.files import PredictionOutputs, predict_files
-        from medseg.inference.postprocess import PostProcess
+        from medseg.inference import load
+        from medseg.inference.run import PredictionOutputs, input_files, predict_files
         from medseg.inference.writers import PROBABILITY_FORMATS
 
+        onnx = model.suffix.lower() == ".onnx"  # ONNX Runtime on the CPU, without torch
+        if onnx:
+            from medseg.inference.onnx_predictor import refuse_torch_options
+
+            given = {"checkpoint": checkpoint, "device": device, "precision": precision, "mode": mode}
+            refuse_torch_options({**given, "overlap": overlap, "blend": blend}, flags=True)
         if probabilities is not None and probabilities not in PROBABILITY_FORMATS:
             raise MedsegError(f"unknown probabilities format {probabilities!r}; use {' or '.join(PROBABILITY_FORMATS)}")
         if min_size is not None and min_size < 0:
             raise MedsegError(f"--min-size must be 0 or more, got {min_size}")
-        images = _input_images(source)
-        trained = load_trained(model, checkpoint)
-        settings = trained.config.eval
-        postprocess = PostProcess(
-            settings.min_size if min_size is None else min_size,
-            settings.largest_component if largest_component is None else largest_component,
-            settings.fill_holes if fill_holes is None else fill_holes,
-        )
+        files = input_files(source)
         chosen = tta if tta is False or not tta_transforms else [name.strip() for name in tta_transforms.split(",")]
-        predictor = Predictor(
-            trained.model,
-            trained.config,
+        predictor = load(
+            model,
             device,
             precision,
+            checkpoint,
             batch_size=batch_size,
             mode=mode,
             tta=chosen,
             overlap=overlap,
             blend=blend,
-            postprocess=postprocess,
             slice_axis=slice_axis,
         )
+        default_workers = 0
+        if not onnx:
+            from medseg.data import resolve_num_workers
+
+            default_workers = resolve_num_workers(predictor.config.eval.metric_workers)
+        cleaning = {"min_size": min_size, "largest_component": largest_component, "fill_holes": fill_holes}
+        predictor.postprocess = replace(predictor.postprocess, **{k: v for k, v in cleaning.items() if v is not None})
         if workers is not None and workers < 0:
             raise MedsegError(f"--workers must be 0 or more, got {workers}")
-        worker_count = resolve_num_workers(settings.metric_workers if workers is None else workers)
-        failed = 0
-
-        def skip(message: str) -> None:
-            nonlocal failed
-            failed += 1
-            errors.print(f"[bold red]skipped:[/] {escape(message)}", highlight=False, soft_wrap=True)
-
-        with Progress(console=errors, transient=True, disable=not errors.is_terminal) as bar:
-            task = bar.add_task("predicting", total=len(images))
-            written = predict_files(
-                predictor,
-                images,
-                _output_names(images, overlay),
-                output,
-                PredictionOutputs(overlay, probabilities),
-                worker_count,
-                advance=lambda: bar.advance(task),
-                skip=skip,
-            )
-    console.print(f"wrote {written} mask(s) to [bold]{output}[/]")
-    if failed:
-        errors.print(f"{failed} of {len(images)} image(s) could not be predicted", highlight=False)
-        raise typer.Exit(1)
-
-
-def _predict_onnx(
-    model: Path,
-    source: Path,
-    output: Path,
-    refused: list[str],
-    *,
-    overlay: bool,
-    probabilities: str | None,
-    batch_size: int | None,
-    tta: bool | None,
-    tta_transforms: str | None,
-    postprocess: tuple[bool | None, bool | None, int | None],
-    slice_axis: int | None,
-) -> None:
-    """``medseg predict`` with an exported ONNX model: ONNX Runtime on the CPU, numpy preprocessing, no torch
-    (:mod:`medseg.inference.onnx_predictor`); the model's sidecar gives the settings not given. ``refused``: the
-    options given that do not apply to ONNX models (a one-line error)."""
-    with _user_errors():
-        from rich.markup import escape
-        from rich.progress import Progress
-
-        from medseg.errors import MedsegError
-        from medseg.inference.onnx_predictor import OnnxPredictor, predict_onnx_files, read_sidecar
-        from medseg.inference.postprocess import PostProcess
-        from medseg.inference.writers import PROBABILITY_FORMATS
-
-        if refused:
-            raise MedsegError(
-                f"{', '.join(refused)}: not for ONNX models, which ONNX Runtime runs on the CPU in float32, resizing "
-                "each image to the training size"
-            )
-        if probabilities is not None and probabilities not in PROBABILITY_FORMATS:
-            raise MedsegError(f"unknown probabilities format {probabilities!r}; use {' or '.join(PROBABILITY_FORMATS)}")
-        largest_component, fill_holes, min_size = postprocess
-        if min_size is not None and min_size < 0:
-            raise MedsegError(f"--min-size must be 0 or more, got {min_size}")
-        images = _input_images(source)
-        settings = read_sidecar(model)["eval"]
-        cleaning = PostProcess(
-            settings["min_size"] if min_size is None else min_size,
-            settings["largest_component"] if largest_component is None else largest_component,
-            settings["fill_holes"] if fill_holes is None else fill_holes,
+        outputs = PredictionOutputs(overlay, probabilities)
+        written = predict_files(
+            predictor, files, output, outputs, default_workers if workers is None else workers, errors
         )
-        chosen = tta if tta is False or not tta_transforms else [name.strip() for name in tta_transforms.split(",")]
-        predictor = OnnxPredictor(model, batch_size=batch_size, tta=chosen, postprocess=cleaning, slice_axis=slice_axis)
-        failed = 0
-
-        def skip(message: str) -> None:
-            nonlocal failed
-            failed += 1
-            errors.print(f"[bold red]skipped:[/] {escape(message)}", highlight=False, soft_wrap=True)
-
-        with Progress(console=errors, transient=True, disable=not errors.is_terminal) as bar:
-            task = bar.add_task("predicting", total=len(images))
-            written = predict_onnx_files(
-                predictor,
-                images,
-                _output_names(images, overlay),
-                output,
-                overlay,
-                probabilities,
-                advance=lambda: bar.advance(task),
-                skip=skip,
-            )
     console.print(f"wrote {written} mask(s) to [bold]{output}[/]")
-    if failed:
-        errors.print(f"{failed} of {len(images)} image(s) could not be predicted", highlight=False)
+    if written < len(files):
+        errors.print(f"{len(files) - written} of {len(files)} image(s) could not be predicted", highlight=False)
         raise typer.Exit(1)
 
 

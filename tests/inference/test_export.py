@@ -21,6 +21,7 @@ import medseg
 from medseg.checkpoints import build_model, save_weights
 from medseg.cli import app
 from medseg.config import ExperimentConfig, load_config
+from medseg.errors import MedsegError
 from medseg.inference.export import ExportError, export_limit, export_model, export_run, file_sha256
 from medseg.inference.onnx_predictor import OnnxPredictor, resize_bilinear
 from medseg.models import SegmentationModel, list_models
@@ -235,9 +236,6 @@ class BlockTorch:
 
 
 sys.meta_path.insert(0, BlockTorch())
-from medseg.cli import app
-
-app(sys.argv[1:])
 """
 
 
@@ -249,7 +247,9 @@ def test_medseg_predict_runs_an_onnx_model_without_torch(exported: tuple[Path, P
     for name, shape in {"a.png": (50, 70, 3), "b.jpg": (33, 33, 3), "c.bmp": (20, 30)}.items():
         Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).save(images / name)
     args = ["predict", str(model), str(images), str(tmp_path / "onnx"), "--tta", "--probabilities", "npz"]
-    done = subprocess.run([sys.executable, "-c", BLOCK_TORCH, *args], capture_output=True, text=True, check=False)
+    args += ["--workers", "2"]  # threads read the images
+    code = BLOCK_TORCH + "from medseg.cli import app\n\napp(sys.argv[1:])\n"
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     assert "wrote 3 mask(s)" in done.stdout
     result = runner.invoke(app, ["predict", str(checkpoint), str(images), str(tmp_path / "torch"), "--tta",
@@ -275,3 +275,37 @@ def test_medseg_predict_refuses_torch_options_for_an_onnx_model(exported: tuple[
     result = runner.invoke(app, ["predict", str(alone), str(image), str(tmp_path / "out")])
     assert result.exit_code == 2
     assert f"{alone} has no sidecar alone.json next to it" in result.output
+
+
+def test_medseg_load_of_an_onnx_model_is_the_onnx_predictor(exported: tuple[Path, Path], tmp_path: Path) -> None:
+    checkpoint, model = exported
+    batch = np.random.default_rng(2).integers(0, 256, (3, 40, 30, 3), dtype=np.uint8)
+    onnx = medseg.load(model, device="cpu", tta=True, batch_size=2)
+    assert isinstance(onnx, OnnxPredictor) and onnx.tta and onnx.batch_size == 2
+    probs = onnx.predict_proba(batch)
+    assert probs.shape == (3, 3, 40, 30) and probs.dtype == np.float32
+    expected = medseg.load(checkpoint, device="cpu", tta=True).predict_proba(batch)
+    np.testing.assert_allclose(probs, expected, rtol=0, atol=1e-5)
+    labels = onnx.predict(batch)
+    np.testing.assert_array_equal(labels, probs.argmax(1))
+    Image.fromarray(batch[1]).save(tmp_path / "b.png")
+    np.testing.assert_array_equal(onnx.predict([tmp_path / "b.png"])[0], labels[1])
+    with pytest.raises(MedsegError, match=r"^device, mode: not for ONNX models"):
+        medseg.load(model, device="cuda", mode="sliding_window")
+
+
+def test_medseg_load_of_an_onnx_model_needs_no_torch(exported: tuple[Path, Path]) -> None:
+    _, model = exported
+    code = (
+        BLOCK_TORCH
+        + f"""
+import numpy as np
+import medseg
+
+labels = medseg.load({str(model)!r}).predict([np.zeros((20, 24, 3), np.uint8), np.ones((9, 7, 3), np.uint8)])
+print([a.shape for a in labels])
+"""
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[(20, 24), (9, 7)]"

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from medseg.cli import app
 from medseg.inference import Predictor
 from medseg.inference.volumes import stack_slices, volume_slices, volume_stem
+from medseg.reports.overlays import overlay
 from tests.inference.tiny import tiny_checkpoint
 
 runner = CliRunner()
@@ -132,3 +133,28 @@ def test_volume_probabilities(volume_file: Path, checkpoint: Path, tmp_path: Pat
     labels = np.asanyarray(nib.load(tmp_path / "out" / "case_01.nii.gz").dataobj)
     threshold = Predictor.from_checkpoint(checkpoint, "cpu").threshold
     np.testing.assert_array_equal(labels, (probs[0] > threshold).T)
+
+
+def test_volume_probabilities_as_tiff_and_an_overlay_of_the_fullest_slice(
+    volume_file: Path, checkpoint: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    args = ["predict", str(checkpoint), str(volume_file), str(out), "--probabilities", "tiff", "--overlay"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert sorted(path.name for path in out.iterdir()) == ["case_01.nii.gz", "case_01.tif", "case_01_overlay.png"]
+    data = np.asanyarray(nib.load(volume_file).dataobj).T  # (z, y, x)
+    expected = Predictor.from_checkpoint(checkpoint, "cpu").predict_volume_proba(data)
+    with Image.open(out / "case_01.tif") as tiff:
+        assert tiff.mode == "F" and tiff.n_frames == 5
+        pages = []
+        for index in range(tiff.n_frames):
+            tiff.seek(index)
+            pages.append(np.asarray(tiff))
+    np.testing.assert_allclose(np.stack(pages)[None], expected, rtol=0, atol=1e-6)
+    labels = np.asanyarray(nib.load(out / "case_01.nii.gz").dataobj).T
+    counts = (labels > 0).reshape(5, -1).sum(1)
+    fullest = int(counts.argmax())
+    assert counts[fullest] > counts.min()  # the slices differ: the choice matters
+    drawn = np.asarray(Image.open(out / "case_01_overlay.png"))
+    np.testing.assert_array_equal(drawn, overlay(data[fullest], labels[fullest]))

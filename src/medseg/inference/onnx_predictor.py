@@ -16,14 +16,16 @@
 The numpy steps match the PyTorch ones to float rounding (the resize sums its terms in another order), so the
 probabilities agree with the PyTorch predictor's to about 1e-6 and label maps differ only where a probability is
 within that of the threshold. Volumes are predicted slice by slice along ``eval.slice_axis``
-(:mod:`medseg.inference.volumes`). Importing this module imports neither torch nor Lightning.
+(:mod:`medseg.inference.volumes`). The Python API on images, files and volumes is the PyTorch predictor's
+(:class:`~medseg.inference.base.SlicePredictor`); :func:`medseg.load` gives an :class:`OnnxPredictor` for a
+``.onnx`` file. Importing this module imports neither torch nor Lightning.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +33,10 @@ import numpy as np
 
 from medseg.errors import MedsegError
 from medseg.inference import tta as tta_ops
+from medseg.inference.base import SlicePredictor
 from medseg.inference.postprocess import PostProcess
 
-__all__ = ["OnnxPredictor", "predict_onnx_files", "read_sidecar", "resize_bilinear"]
+__all__ = ["TORCH_ONLY_OPTIONS", "OnnxPredictor", "read_sidecar", "refuse_torch_options", "resize_bilinear"]
 
 SIDECAR_VERSION = 1
 """The sidecar layout this module reads (``"medseg_export"``; :data:`medseg.inference.export.SIDECAR_VERSION`)."""
@@ -65,6 +68,41 @@ def read_sidecar(model: Path) -> dict[str, Any]:
     if meta.get("format") != "onnx":
         raise MedsegError(f"{sidecar} describes a {meta.get('format')} export, not an ONNX model")
     return meta
+
+
+TORCH_ONLY_OPTIONS: dict[str, tuple[Any, ...]] = {
+    "checkpoint": ("best",),
+    "device": (None, "auto", "cpu"),
+    "precision": (None, "auto", "32"),
+    "mode": (None, "resize"),
+    "overlap": (None,),
+    "blend": (None,),
+    "sigma_scale": (None,),
+}
+"""Options of the PyTorch predictor and the values an ONNX model accepts for them (ONNX Runtime runs it on the
+CPU in float32, resizing each image to the training size)."""
+
+
+def refuse_torch_options(options: Mapping[str, Any], flags: bool = False) -> None:
+    """Refuse, in one line, the options given that do not apply to ONNX models (:data:`TORCH_ONLY_OPTIONS`).
+
+    Args:
+        options: option name -> value given (``None`` when not given).
+        flags: name the options as command-line flags (``--sigma-scale``) rather than arguments.
+
+    Raises:
+        MedsegError: an option of :data:`TORCH_ONLY_OPTIONS` with a value ONNX models do not take.
+    """
+    refused = [
+        f"--{name.replace('_', '-')}" if flags else name
+        for name, value in options.items()
+        if name in TORCH_ONLY_OPTIONS and value not in TORCH_ONLY_OPTIONS[name]
+    ]
+    if refused:
+        raise MedsegError(
+            f"{', '.join(refused)}: not for ONNX models, which ONNX Runtime runs on the CPU in float32, resizing "
+            "each image to the training size"
+        )
 
 
 def _linear_weights(size_in: int, size_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -130,7 +168,7 @@ def _session(model: Path, threads: int | None) -> Any:
         raise MedsegError(f"cannot load ONNX model {model}: {text[0] if text else type(error).__name__}") from None
 
 
-class OnnxPredictor:
+class OnnxPredictor(SlicePredictor):
     """Predicts probabilities and label maps with an exported ONNX model (see the module docstring).
 
     Args:
@@ -239,139 +277,51 @@ class OnnxPredictor:
             probs += tta_ops.invert(self._forward(tta_ops.apply(batch, name)), name)
         return probs / np.float32(1 + len(self.tta)) if self.tta else probs
 
+    def input_of(self, image: np.ndarray) -> np.ndarray:
+        """The model input of a raw image (:meth:`model_input`).
+
+        Args:
+            image: raw ``(H, W)`` or ``(H, W, C)`` image.
+
+        Returns:
+            float32 ``(in_channels, S, S)``.
+        """
+        return self.model_input(image)
+
+    def predict_inputs(self, inputs: Sequence[np.ndarray], sizes: Sequence[tuple[int, int]]) -> Iterator[np.ndarray]:
+        """Probabilities of model inputs (:meth:`model_input`), :attr:`batch_size` at a time, each resized back to
+        its image's size.
+
+        Args:
+            inputs: float32 ``(in_channels, S, S)`` arrays.
+            sizes: ``(height, width)`` of each image.
+
+        Yields:
+            float32 ``(K, height, width)`` probabilities, in order.
+        """
+        for start in range(0, len(inputs), self.batch_size):
+            probs = self.probabilities(np.stack(inputs[start : start + self.batch_size]))
+            for image_probs, size in zip(probs, sizes[start : start + self.batch_size], strict=True):
+                yield resize_bilinear(image_probs, size)
+
     def labels(self, probs: np.ndarray) -> np.ndarray:
-        """Class indices of ``(K, ...)`` probabilities: above the threshold for one channel, argmax otherwise."""
+        """Class indices of ``(K, ...)`` probabilities: above the threshold for one channel, argmax otherwise.
+
+        Args:
+            probs: ``(K, ...)`` probabilities.
+
+        Returns:
+            int64 class indices, ``probs`` without its first axis.
+        """
         return (probs[0] > self.threshold).astype(np.int64) if probs.shape[0] == 1 else probs.argmax(0)
 
-    def _probabilities_of(self, images: Sequence[np.ndarray]) -> Iterator[np.ndarray]:
-        """``(K, H, W)`` probabilities of raw images at their own sizes, predicted in batches."""
-        for start in range(0, len(images), self.batch_size):
-            chunk = images[start : start + self.batch_size]
-            probs = self.probabilities(np.stack([self.model_input(image) for image in chunk]))
-            for image, image_probs in zip(chunk, probs, strict=True):
-                yield resize_bilinear(image_probs, image.shape[:2])
-
-    def predict_proba(self, images: np.ndarray | Sequence[np.ndarray]) -> Any:
-        """Class probabilities at each image's own size.
+    def as_numpy(self, probs: np.ndarray) -> np.ndarray:
+        """Probabilities as they are (numpy already).
 
         Args:
-            images: one raw ``(H, W)`` or ``(H, W, C)`` image, or a list of them (any sizes).
+            probs: probabilities.
 
         Returns:
-            float32 ``(K, H, W)`` for one image, a list of them for a list.
+            ``probs``.
         """
-        if isinstance(images, np.ndarray):
-            return next(self._probabilities_of([images]))
-        return list(self._probabilities_of(list(images)))
-
-    def predict(self, images: np.ndarray | Sequence[np.ndarray]) -> Any:
-        """Post-processed label maps at each image's own size.
-
-        Args:
-            images: as for :meth:`predict_proba`.
-
-        Returns:
-            int64 ``(H, W)`` class indices for one image, a list of them for a list.
-        """
-        if isinstance(images, np.ndarray):
-            return self.postprocess(self.labels(next(self._probabilities_of([images]))))
-        return [self.postprocess(self.labels(probs)) for probs in self._probabilities_of(list(images))]
-
-    def predict_volume_proba(self, volume: np.ndarray) -> np.ndarray:
-        """Probabilities of a ``(z, y, x)`` (or ``(z, y, x, C)``) volume, slice by slice along :attr:`slice_axis`.
-
-        Args:
-            volume: intensities in medseg's volume order (:mod:`medseg.inference.volumes`).
-
-        Returns:
-            float32 ``(K, z, y, x)``.
-        """
-        from medseg.inference.volumes import stack_slices, volume_slices
-
-        if volume.ndim not in (3, 4):
-            raise MedsegError(f"expected a volume (z, y, x) or (z, y, x, C), got shape {volume.shape}")
-        slices = np.stack(list(self._probabilities_of(list(volume_slices(volume, self.slice_axis)))), axis=1)
-        return np.stack([stack_slices(channel, self.slice_axis) for channel in slices])
-
-
-def predict_onnx_files(
-    predictor: OnnxPredictor,
-    files: Sequence[Path],
-    names: Sequence[str],
-    output: Path,
-    overlay: bool = False,
-    probabilities: str | None = None,
-    advance: Callable[[], None] = lambda: None,
-    skip: Callable[[str], None] = lambda message: None,
-) -> int:
-    """Predict image and volume files with an ONNX model and write what ``medseg predict`` writes.
-
-    A 2D image gives ``<name>.png`` at its own size (0/255 for a binary task, class indices otherwise), a volume
-    ``<name>.nii.gz`` with the input's geometry; an input that cannot be read or predicted goes to ``skip``.
-
-    Args:
-        predictor: the ONNX model and how to predict.
-        files: the inputs.
-        names: the output name of each input (distinct, without ending).
-        output: the output folder (created).
-        overlay: also write ``<name>_overlay.png`` for 2D images.
-        probabilities: also write the probabilities, ``npz`` or ``tiff`` (volumes: ``npz``), or ``None``.
-        advance: called after each input.
-        skip: called with one line naming an input that was skipped and why.
-
-    Returns:
-        The number of inputs written.
-    """
-    from medseg.data.files import read_image
-    from medseg.inference.volumes import H5_SUFFIXES, is_volume, read_h5_image, read_volume, write_label_volume
-    from medseg.inference.writers import BackgroundWriter, write_mask, write_overlay, write_probabilities
-
-    output.mkdir(parents=True, exist_ok=True)
-    written = 0
-
-    def problem(path: Path, error: MedsegError) -> None:
-        skip(str(error) if str(path) in str(error) else f"{path}: {error}")
-        advance()
-
-    volumes = [is_volume(path) for path in files]
-    images = [(path, name) for path, name, flag in zip(files, names, volumes, strict=True) if not flag]
-    with BackgroundWriter() as writer:
-        for start in range(0, len(images), predictor.batch_size):
-            batch = []
-            for path, name in images[start : start + predictor.batch_size]:
-                try:
-                    image = read_h5_image(path) if path.suffix.lower() in H5_SUFFIXES else read_image(path)
-                    if image.ndim not in (2, 3):
-                        raise MedsegError(f"{path}: its 'image' dataset has shape {image.shape}; expected (H, W)")
-                    batch.append((name, image, predictor.model_input(image)))
-                except MedsegError as error:
-                    problem(path, error)
-            if not batch:
-                continue
-            probs = predictor.probabilities(np.stack([inputs for _, _, inputs in batch]))
-            for (name, image, _), image_probs in zip(batch, probs, strict=True):
-                restored = resize_bilinear(image_probs, image.shape[:2])
-                labels = predictor.postprocess(predictor.labels(restored))
-                writer.submit(write_mask, output / f"{name}.png", labels, predictor.binary)
-                if probabilities:
-                    writer.submit(write_probabilities, output / name, restored, probabilities)
-                if overlay:
-                    writer.submit(write_overlay, output / f"{name}_overlay.png", image, labels)
-                written += 1
-                advance()
-        for path, name, flag in zip(files, names, volumes, strict=True):
-            if not flag:
-                continue
-            try:
-                data = read_volume(path)
-                volume_probs = predictor.predict_volume_proba(data.array)
-            except MedsegError as error:
-                problem(path, error)
-                continue
-            labels = predictor.postprocess(predictor.labels(volume_probs))
-            if probabilities:
-                writer.submit(write_probabilities, output / name, volume_probs, "npz")
-            writer.submit(write_label_volume, output / f"{name}.nii.gz", labels, data)
-            written += 1
-            advance()
-    return written
+        return probs

@@ -12,7 +12,9 @@ A :class:`Predictor` holds a trained model, the configuration it was trained wit
 - **batches**: images of any sizes are predicted ``batch_size`` at a time; a volume slice by slice in batches.
 
 Each setting left out takes the configuration's ``eval.*`` value. Building a predictor needs neither Lightning nor
-the trainer (:func:`load` reads run folders, checkpoints and exported bundles through :mod:`medseg.checkpoints`).
+the trainer (:func:`medseg.load` reads run folders, checkpoints and exported bundles through
+:mod:`medseg.checkpoints`). The Python API on images, files and volumes comes from
+:class:`~medseg.inference.base.SlicePredictor`, which the ONNX Runtime predictor shares.
 """
 
 from __future__ import annotations
@@ -26,12 +28,14 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
 
-from medseg.checkpoints import load_trained, model_from_payload, read_checkpoint
+from medseg.checkpoints import model_from_payload, read_checkpoint
 from medseg.config import DataConfig, ExperimentConfig
 from medseg.data.transforms import prepare_image
 from medseg.errors import MedsegError
 from medseg.inference import tta as tta_ops
+from medseg.inference.base import PreparedImage, SlicePredictor, prepare_file
 from medseg.inference.postprocess import PostProcess
 from medseg.models import SegmentationModel
 
@@ -40,7 +44,6 @@ __all__ = [
     "MODES",
     "Predictor",
     "describe_device",
-    "load",
     "model_input_array",
     "predictor_precision",
     "resolve_device",
@@ -54,8 +57,6 @@ MODES = ("resize", "sliding_window")
 """How an image is fed to the model (see the module docstring)."""
 
 BLENDS = ("gaussian", "constant")
-
-Images = np.ndarray | str | Path | Sequence[np.ndarray | str | Path]
 
 
 def resolve_device(device: str) -> torch.device:
@@ -163,7 +164,33 @@ def _choice(name: str, value: Any, allowed: Sequence[Any]) -> Any:
     return value
 
 
-class Predictor:
+class _ImageFiles(Dataset[PreparedImage]):
+    """Reads and prepares 2D image files for the model (numpy and CPU torch: runs in DataLoader workers).
+
+    Args:
+        paths: the image files.
+        data: the data settings the model was trained with.
+        size: the side images are resized to, ``None`` to keep their size.
+        keep_images: also return the raw images (for overlays).
+    """
+
+    def __init__(self, paths: Sequence[Path], data: DataConfig, size: int | None, keep_images: bool) -> None:
+        self.paths = list(paths)
+        self.data = data
+        self.size = size
+        self.keep_images = keep_images
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> PreparedImage:
+        return prepare_file(self.paths[index], index, self.prepare, self.keep_images)
+
+    def prepare(self, image: np.ndarray) -> torch.Tensor:
+        return model_input_array(image, self.data, self.size)
+
+
+class Predictor(SlicePredictor):
     """Predicts probabilities and label maps for raw images and volumes.
 
     An image is normalised exactly as in training (:func:`medseg.data.prepare_image`); in ``resize`` mode it is
@@ -217,6 +244,7 @@ class Predictor:
         self.precision = predictor_precision(precision, config, self.device)
         self.model = model.to(self.device).eval()
         self.config = config
+        self.binary = config.binary
         self.threshold = settings.threshold
         self.batch_size = settings.batch_size if batch_size is None else batch_size
         if self.batch_size < 1:
@@ -423,6 +451,18 @@ class Predictor:
             for index, size in enumerate(sizes[start : start + len(chunk)]):
                 yield self.restore(probs[index : index + 1], size)[0]
 
+    def input_of(self, image: np.ndarray) -> torch.Tensor:
+        """The model input of a raw image (:func:`model_input_array`): at the training size in ``resize`` mode,
+        at the image's size in ``sliding_window`` mode.
+
+        Args:
+            image: raw ``(H, W)`` or ``(H, W, C)`` image.
+
+        Returns:
+            ``(1, in_channels, h, w)`` float32 CPU tensor.
+        """
+        return model_input_array(image, self.config.data, self.input_size)
+
     def labels(self, probs: torch.Tensor | np.ndarray) -> np.ndarray:
         """The label map of one image's (or volume's) probabilities, without post-processing.
 
@@ -437,127 +477,29 @@ class Predictor:
             return chosen.long().cpu().numpy()
         return (probs[0] > self.threshold).astype(np.int64) if probs.shape[0] == 1 else probs.argmax(0)
 
-    def _images(self, images: Images) -> tuple[list[np.ndarray], str]:
-        """The images of a call, and how the result is shaped: ``one``, ``stack`` (a 4D array) or ``list``."""
-        from medseg.data.files import read_image
-
-        if isinstance(images, str | Path):
-            return [read_image(Path(images))], "one"
-        if isinstance(images, np.ndarray):
-            if images.ndim in (2, 3):
-                return [images], "one"
-            if images.ndim == 4:
-                return list(images), "stack"
-            raise MedsegError(f"expected an image (H, W[, C]) or a batch (N, H, W, C), got shape {images.shape}")
-        return [read_image(Path(item)) if isinstance(item, str | Path) else np.asarray(item) for item in images], "list"
-
-    def _probabilities_of(self, images: list[np.ndarray]) -> Iterator[torch.Tensor]:
-        """Probabilities of raw images at their own sizes, batched."""
-        inputs = [model_input_array(image, self.config.data, self.input_size) for image in images]
-        yield from self.predict_inputs(inputs, [image.shape[:2] for image in images])
-
-    @staticmethod
-    def _shaped(arrays: list[np.ndarray], shape: str) -> Any:
-        if shape == "one":
-            return arrays[0]
-        return np.stack(arrays) if shape == "stack" else arrays
-
-    def predict_proba(self, images: Images) -> Any:
-        """Class probabilities at each image's own size.
+    def as_numpy(self, probs: torch.Tensor) -> np.ndarray:
+        """Probabilities on the predictor's device as a numpy array.
 
         Args:
-            images: a raw ``(H, W)`` or ``(H, W, C)`` image (as read from disk) or its file; a batch
-                ``(N, H, W, C)``; or a list of images (of any sizes) or files.
+            probs: probabilities.
 
         Returns:
-            ``(K, H, W)`` float32 probabilities for one image (K = 1, the foreground, for a binary task),
-            ``(N, K, H, W)`` for a 4D batch, a list of ``(K, H, W)`` arrays for a list.
+            float32 numpy array.
         """
-        arrays, shape = self._images(images)
-        return self._shaped([probs.cpu().numpy() for probs in self._probabilities_of(arrays)], shape)
+        return probs.cpu().numpy()
 
-    def predict(self, images: Images) -> Any:
-        """Label maps at each image's own size, post-processed.
+    def prepared_batches(self, paths: Sequence[Path], keep_images: bool, workers: int) -> Iterator[list[PreparedImage]]:
+        """Read and prepare 2D image files in DataLoader worker processes, :attr:`batch_size` at a time.
 
         Args:
-            images: as for :meth:`predict_proba`.
+            paths: the files.
+            keep_images: keep the raw images (for overlays).
+            workers: DataLoader worker processes; 0 reads here.
 
-        Returns:
-            ``(H, W)`` int64 class indices for one image (0/1 for a binary task, thresholded at
-            ``eval.threshold``), ``(N, H, W)`` for a 4D batch, a list of ``(H, W)`` arrays for a list.
+        Yields:
+            Lists of prepared images (or their problems), in order.
         """
-        arrays, shape = self._images(images)
-        return self._shaped([self.postprocess(self.labels(probs)) for probs in self._probabilities_of(arrays)], shape)
-
-    def _volume_probabilities(self, volume: np.ndarray | str | Path) -> Iterator[torch.Tensor]:
-        """Probabilities of a volume's slices along :attr:`slice_axis`, batched."""
-        from medseg.inference.volumes import read_volume, volume_slices
-
-        array = read_volume(Path(volume)).array if isinstance(volume, str | Path) else volume
-        if array.ndim not in (3, 4):
-            raise MedsegError(f"expected a volume (z, y, x) or (z, y, x, C), got shape {array.shape}")
-        yield from self._probabilities_of(list(volume_slices(array, self.slice_axis)))
-
-    def predict_volume_proba(self, volume: np.ndarray | str | Path) -> np.ndarray:
-        """Class probabilities of a volume, predicted slice by slice along :attr:`slice_axis`.
-
-        Args:
-            volume: ``(z, y, x)`` (or ``(z, y, x, C)``) intensities in medseg's volume order, or a NIfTI/HDF5
-                file (:func:`medseg.inference.volumes.read_volume`).
-
-        Returns:
-            ``(K, z, y, x)`` float32 probabilities.
-        """
-        from medseg.inference.volumes import stack_slices
-
-        slices = np.stack([probs.cpu().numpy() for probs in self._volume_probabilities(volume)], axis=1)
-        return np.stack([stack_slices(channel, self.slice_axis) for channel in slices])
-
-    def predict_volume(self, volume: np.ndarray | str | Path) -> np.ndarray:
-        """Label volume, predicted slice by slice along :attr:`slice_axis` and post-processed in 3D.
-
-        Args:
-            volume: as for :meth:`predict_volume_proba`.
-
-        Returns:
-            ``(z, y, x)`` int64 class indices.
-        """
-        from medseg.inference.volumes import stack_slices
-
-        slices = np.stack([self.labels(probs) for probs in self._volume_probabilities(volume)])
-        return self.postprocess(stack_slices(slices, self.slice_axis))
-
-
-def load(
-    source: str | Path,
-    device: str | torch.device | None = None,
-    precision: str | None = None,
-    checkpoint: str = "best",
-    **options: Any,
-) -> Predictor:
-    """Load a trained model for prediction, without Lightning.
-
-    Example::
-
-        import medseg
-
-        model = medseg.load("runs/unet-kvasir")
-        labels = model.predict(image)  # (H, W) class indices
-        probs = model.predict_proba([image1, image2])  # a list of (K, H, W) arrays
-
-    Args:
-        source: a run folder, a ``.ckpt`` written by ``medseg train``, or an exported bundle
-            (:func:`medseg.checkpoints.resolve_source`).
-        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (``eval.device`` when ``None``).
-        precision: ``32``, ``bf16-mixed``, ``16-mixed`` or ``auto`` (``eval.precision`` when ``None``).
-        checkpoint: for a run folder, ``best`` or ``last``.
-        **options: the other arguments of :class:`Predictor` (``mode``, ``tta``, ``batch_size`` ...).
-
-    Returns:
-        The predictor.
-
-    Raises:
-        CheckpointError: no model there, or one that cannot be read.
-    """
-    trained = load_trained(source, checkpoint)
-    return Predictor(trained.model, trained.config, device, precision, **options)
+        dataset = _ImageFiles(paths, self.config.data, self.input_size, keep_images)
+        yield from DataLoader(
+            dataset, batch_size=self.batch_size, num_workers=min(workers, len(paths)), collate_fn=list
+        )

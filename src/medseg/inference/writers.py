@@ -1,9 +1,10 @@
 """What ``medseg predict`` writes, and a writer that writes it in the background (numpy, Pillow, nibabel).
 
 - label maps as PNG: 0/255 for a binary task, the class indices for a multi-class one (8-bit, 16-bit above 255);
-- probabilities, when asked: ``.npz`` (``probabilities``, float32 ``(K, H, W)``, K = 1 for a binary task) or a
-  float32 TIFF with one page per channel;
-- overlays: the predicted classes blended over the image (PNG);
+- probabilities, when asked: ``.npz`` (``probabilities``, float32 ``(K, H, W)``, K = 1 for a binary task;
+  ``(K, z, y, x)`` for a volume) or a float32 TIFF with one page per channel (for a volume, one ``(y, x)`` page per
+  channel and slice: channel 0's z slices first);
+- overlays: the predicted classes blended over the image, or over one slice of a volume (PNG);
 - label volumes as NIfTI (:func:`medseg.inference.volumes.write_label_volume`).
 """
 
@@ -26,6 +27,7 @@ __all__ = [
     "write_mask",
     "write_overlay",
     "write_probabilities",
+    "write_volume_overlay",
 ]
 
 PROBABILITY_FORMATS = ("npz", "tiff")
@@ -64,8 +66,9 @@ def write_probabilities(path: Path, probs: np.ndarray, fmt: str) -> Path:
 
     Args:
         path: the file name without its ending.
-        probs: ``(K, H, W)`` (or ``(K, D, H, W)`` for ``npz``) probabilities.
-        fmt: ``npz`` or ``tiff``.
+        probs: ``(K, H, W)`` or ``(K, z, y, x)`` probabilities.
+        fmt: ``npz`` or ``tiff`` (one page per channel, or per channel and slice: ``K * z`` pages ``(y, x)``,
+            channel by channel).
 
     Returns:
         The file written (``<path>.npz`` or ``<path>.tif``).
@@ -77,7 +80,7 @@ def write_probabilities(path: Path, probs: np.ndarray, fmt: str) -> Path:
             np.savez_compressed(target, probabilities=probs)
         return target
     target = path.with_name(path.name + ".tif")
-    pages = [Image.fromarray(channel, mode="F") for channel in probs]
+    pages = [Image.fromarray(page, mode="F") for page in probs.reshape(-1, *probs.shape[-2:])]
     with writing(target):
         pages[0].save(target, save_all=True, append_images=pages[1:])
     return target
@@ -95,6 +98,23 @@ def write_overlay(path: Path, image: np.ndarray, labels: np.ndarray) -> None:
 
     with writing(path):
         Image.fromarray(overlay(image, labels)).save(path)
+
+
+def write_volume_overlay(path: Path, volume: np.ndarray, labels: np.ndarray, slice_axis: int) -> None:
+    """Write the predicted classes blended over the slice of a volume with the most predicted foreground (PNG; the
+    first slice when none has any).
+
+    Args:
+        path: the ``.png`` file.
+        volume: ``(z, y, x)`` or ``(z, y, x, C)`` intensities (:mod:`medseg.inference.volumes`).
+        labels: ``(z, y, x)`` class indices.
+        slice_axis: the NIfTI voxel axis the volume was sliced along.
+    """
+    from medseg.inference.volumes import volume_slices
+
+    label_slices = volume_slices(labels, slice_axis)
+    chosen = int(np.count_nonzero(label_slices.reshape(len(label_slices), -1), axis=1).argmax())
+    write_overlay(path, volume_slices(volume, slice_axis)[chosen], label_slices[chosen])
 
 
 class BackgroundWriter:
