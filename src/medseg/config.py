@@ -159,9 +159,8 @@ class DataConfig(_Section):
     """Where the images come from and how they are split and fed.
 
     Attributes:
-        dataset: reader name: ``synthetic``, ``image_folder``, ``kvasir``, ``cvc_clinicdb``, ``isic2016``,
-            ``isic2017``, ``isic2018``, ``ph2``, ``busi``, ``glas``, ``monuseg``, ``acdc``, ``synapse``, ``nnunet``,
-            or ``auto`` to detect the layout of ``root``.
+        dataset: a registered reader name (``medseg.data.READERS``: the built-in readers of the datasets page and
+            those of installed packages), or ``auto`` to detect the layout of ``root``.
         root: dataset folder; ``${MEDSEG_DATA}`` and ``~`` are expanded; a relative path resolves against the
             folder of the YAML file it is written in (the current directory for command-line overrides); the run's
             ``config.yaml`` stores the absolute path.
@@ -803,13 +802,27 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     _resolve_paths(raw, Path.cwd(), sources)
     config = _build(raw)
     config._path_sources = sources
+    _check_dataset_name(config)
     check_image_size(config)
     for stage in config.stages:
         try:
-            check_image_size(stage_config(config, stage))
+            single = stage_config(config, stage)
+            _check_dataset_name(single)
+            check_image_size(single)
         except ConfigError as error:
             raise ConfigError(f"stage {stage.name!r}: {error}") from None
     return config
+
+
+def _check_dataset_name(config: ExperimentConfig) -> None:
+    """Refuse a ``data.dataset`` that is neither ``auto`` nor a registered reader (installed packages' included).
+
+    Raises:
+        ConfigError: naming the value and listing the valid ones.
+    """
+    from medseg.data.registry import check_reader_name
+
+    check_reader_name(config.data.dataset, f"dataset {config.data.dataset!r} (data.dataset)")
 
 
 def _output_stride(config: ExperimentConfig) -> int | None:

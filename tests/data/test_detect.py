@@ -8,7 +8,7 @@ import pytest
 
 from medseg.config import ConfigError, DataConfig
 from medseg.data import DataError, build_reader, detect_format
-from medseg.data.detect import DETECTION_ORDER
+from medseg.data.detect import detection_order
 from medseg.data.glas import GlaSReader
 from tests.data import layouts
 from tests.data.folders import write_binary_folder
@@ -19,7 +19,7 @@ def test_unknown_layout_lists_every_signature(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"cannot tell the dataset format of .*: it matches none") as error:
         detect_format(tmp_path)
     message = str(error.value)
-    for reader in DETECTION_ORDER:
+    for reader in detection_order():
         assert f"{reader.name}: {reader.signature}" in message
     assert "PH2 Dataset images" in message and "Original/ + Ground Truth/" in message
     with pytest.raises(DataError, match=r"data folder .*absent does not exist"):

@@ -5,6 +5,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+import medseg.registry
 from medseg.errors import UnknownModelError
 from medseg.models import SegmentationModel, SegOutput, create_model, list_models, register_model, registry
 
@@ -21,16 +22,16 @@ class _Tiny(SegmentationModel):
 
 def test_entry_point_models_are_listed_and_built(monkeypatch: pytest.MonkeyPatch) -> None:
     fake = SimpleNamespace(name="external_tiny", value="external_pkg:Tiny", load=lambda: _Tiny)
-    monkeypatch.setattr(registry, "entry_points", lambda group: [fake] if group == "medseg.models" else [])
-    monkeypatch.setattr(registry, "_entry_points_loaded", False)
-    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    monkeypatch.setattr(medseg.registry, "entry_points", lambda group: [fake] if group == "medseg.models" else [])
+    monkeypatch.setattr(registry.MODELS, "_loaded", False)
+    monkeypatch.setattr(registry.MODELS, "_entries", dict(registry.MODELS._entries))
     assert "external_tiny" in list_models()
     model = create_model("external_tiny", in_channels=2, num_classes=3)
     assert model(torch.zeros(1, 2, 4, 4)).shape == (1, 3, 4, 4)
 
 
 def test_duplicate_names_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    monkeypatch.setattr(registry.MODELS, "_entries", dict(registry.MODELS._entries))
     register_model("tiny_once", paper="test")(_Tiny)
     with pytest.raises(ValueError, match="already registered"):
         register_model("tiny_once")(type("Other", (_Tiny,), {}))

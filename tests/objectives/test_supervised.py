@@ -78,7 +78,7 @@ class ScaledLogits(ObjectiveTerm):
 
 
 def test_configured_terms_are_built_from_the_registry(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(registry, "_TERMS", dict(registry._TERMS))
+    monkeypatch.setattr(registry.TERMS, "_entries", dict(registry.TERMS._entries))
     register_term("scaled_logits")(lambda context, scale=1.0: ScaledLogits(scale))
     config = load_config(None, ["loss.terms=[{name: scaled_logits, weight: 0.5, params: {scale: 4.0}}]"])
     logits = torch.ones(1, 1, 4, 4)

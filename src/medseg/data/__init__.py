@@ -20,11 +20,11 @@ if TYPE_CHECKING:
     from medseg.data.cache import PreparedCache, cache_root
     from medseg.data.check import DatasetCheck, SplitCount, check_dataset
     from medseg.data.dataset import SegmentationDataset, build_datasets, resolve_num_workers
-    from medseg.data.detect import detect_format
+    from medseg.data.detect import detect_format, detection_order
     from medseg.data.errors import DataError
     from medseg.data.files import read_image, read_mask
     from medseg.data.readers import CaseCheck, CaseRecord, DatasetReader, LoadedCase, LoadedVolume
-    from medseg.data.registry import READERS, build_reader
+    from medseg.data.registry import READERS, build_reader, register_reader
     from medseg.data.splits import load_splits, make_splits, save_splits
     from medseg.data.transforms import build_transforms, prepare_image
 
@@ -40,6 +40,7 @@ _EXPORTS = {
     "build_datasets": "dataset",
     "resolve_num_workers": "dataset",
     "detect_format": "detect",
+    "detection_order": "detect",
     "DataError": "errors",
     "read_image": "files",
     "read_mask": "files",
@@ -50,6 +51,7 @@ _EXPORTS = {
     "LoadedVolume": "readers",
     "READERS": "registry",
     "build_reader": "registry",
+    "register_reader": "registry",
     "load_splits": "splits",
     "make_splits": "splits",
     "save_splits": "splits",
@@ -75,11 +77,13 @@ __all__ = [
     "cache_root",
     "check_dataset",
     "detect_format",
+    "detection_order",
     "load_splits",
     "make_splits",
     "prepare_image",
     "read_image",
     "read_mask",
+    "register_reader",
     "resolve_num_workers",
     "save_splits",
 ]

@@ -24,6 +24,7 @@ from nibabel.filebasedimages import ImageFileError
 from medseg.data.errors import DataError
 from medseg.data.files import format_names
 from medseg.data.readers import CaseRecord
+from medseg.data.registry import register_reader
 from medseg.data.volumes import H5VolumeReader
 
 __all__ = ["ACDCReader", "spacing_from_nifti"]
@@ -63,6 +64,7 @@ def spacing_from_nifti(folder: Path) -> dict[str, tuple[float, float, float]]:
     return table
 
 
+@register_reader("acdc", detect_priority=110)
 class ACDCReader(H5VolumeReader):
     """ACDC, 4 classes; cases are slice files (``patient003_frame01_slice_1``) and volumes
     (``patient011_frame01``, slices ``patient011_frame01:0`` ...).
@@ -77,7 +79,6 @@ class ACDCReader(H5VolumeReader):
         strict: see :class:`medseg.data.readers.DatasetReader`.
     """
 
-    name = "acdc"
     signature = "data/patientXXX_frameYY[_slice_Z].h5 (+ train_slices.list, val.list, test.list)"
 
     @classmethod

@@ -25,6 +25,7 @@ from medseg.data.errors import DataError
 from medseg.data.files import format_names, read_mask
 from medseg.data.image_folder import ImageFolderReader
 from medseg.data.readers import CaseRecord
+from medseg.data.registry import register_reader
 
 __all__ = ["BUSIReader"]
 
@@ -32,6 +33,7 @@ CLASSES = ("benign", "malignant")
 _MASK = re.compile(r"(?P<image>.+)_mask(_\d+)?")
 
 
+@register_reader("busi", detect_priority=30)
 class BUSIReader(ImageFolderReader):
     """BUSI benign + malignant images in either layout (see the module docstring).
 
@@ -41,7 +43,6 @@ class BUSIReader(ImageFolderReader):
         strict: see :class:`medseg.data.readers.DatasetReader`.
     """
 
-    name = "busi"
     signature = "benign/ + malignant/ with '<class> (<n>)_mask.png' (original), or images/ + masks/0/ (benchmark)"
     mask_folder = "masks/0"
 

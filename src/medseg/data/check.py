@@ -13,7 +13,7 @@ from medseg.data.detect import detect_format
 from medseg.data.errors import DataError
 from medseg.data.files import duplicate_groups, format_names
 from medseg.data.readers import CaseCheck, DatasetReader
-from medseg.data.registry import AUTO, READERS
+from medseg.data.registry import AUTO, READERS, check_reader_name
 from medseg.data.splits import SPLIT_NAMES, check_patients
 
 __all__ = ["DatasetCheck", "SplitCount", "check_dataset"]
@@ -286,8 +286,7 @@ def check_dataset(path: Path, format: str = AUTO, data_cfg: DataConfig | None = 
     Raises:
         ConfigError: an unknown format name, or one that reads no folder (``synthetic``).
     """
-    if format != AUTO and format not in READERS:
-        raise ConfigError(f"unknown dataset format {format!r}; valid: {', '.join([AUTO, *sorted(READERS)])}")
+    check_reader_name(format, f"dataset format {format!r}")
     if format != AUTO and not READERS[format].needs_root:
         raise ConfigError(f"the {format} dataset is generated, not read from a folder: there is nothing to check")
     start = time.perf_counter()

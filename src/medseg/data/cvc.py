@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from medseg.data.paired import FolderPair, PairedFoldersReader
+from medseg.data.registry import register_reader
 
 __all__ = ["CVCClinicDBReader"]
 
 
+@register_reader("cvc_clinicdb", detect_priority=70)
 class CVCClinicDBReader(PairedFoldersReader):
     """CVC-ClinicDB: 612 frames numbered ``1`` .. ``612``, each mask with the same name as its frame.
 
@@ -22,7 +24,6 @@ class CVCClinicDBReader(PairedFoldersReader):
         strict: see :class:`medseg.data.readers.DatasetReader`.
     """
 
-    name = "cvc_clinicdb"
     signature = "Original/ + Ground Truth/"
     default_mask_threshold = 128
 

@@ -4,39 +4,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from medseg.data.acdc import ACDCReader
-from medseg.data.busi import BUSIReader
-from medseg.data.cvc import CVCClinicDBReader
 from medseg.data.errors import DataError
-from medseg.data.glas import GlaSReader
-from medseg.data.image_folder import ImageFolderReader
-from medseg.data.isic import ISIC2016Reader, ISIC2017Reader, ISIC2018Reader
-from medseg.data.kvasir import KvasirReader
-from medseg.data.monuseg import MoNuSegReader
-from medseg.data.nnunet import NnUNetReader
-from medseg.data.ph2 import PH2Reader
 from medseg.data.readers import DatasetReader
-from medseg.data.synapse import SynapseReader
+from medseg.data.registry import READERS
 
-__all__ = ["DETECTION_ORDER", "detect_format"]
+__all__ = ["detect_format", "detection_order"]
 
-DETECTION_ORDER: tuple[type[DatasetReader], ...] = (
-    NnUNetReader,
-    SynapseReader,
-    ACDCReader,
-    ISIC2018Reader,
-    ISIC2017Reader,
-    ISIC2016Reader,
-    CVCClinicDBReader,
-    PH2Reader,
-    MoNuSegReader,
-    GlaSReader,
-    BUSIReader,
-    KvasirReader,
-    ImageFolderReader,
-)
-"""Readers tried by :func:`detect_format`, most specific layout first (``image_folder`` matches any
-``images/`` + ``masks/`` folder, so it comes last)."""
+
+def detection_order() -> list[type[DatasetReader]]:
+    """The readers :func:`detect_format` tries: every registered reader with a ``detect_priority``, highest first
+    (the most specific layouts; ``image_folder`` matches any ``images/`` + ``masks/`` folder, so it comes last),
+    ties in name order.
+
+    Returns:
+        The reader classes, in the order they are tried.
+    """
+    readers = [cls for _, cls in READERS.items() if cls.detect_priority is not None]
+    return sorted(readers, key=lambda cls: (-(cls.detect_priority or 0), cls.name))
 
 
 def detect_format(path: Path) -> str:
@@ -46,7 +30,7 @@ def detect_format(path: Path) -> str:
         path: the dataset folder.
 
     Returns:
-        The name of the first reader of :data:`DETECTION_ORDER` whose layout matches.
+        The name of the first reader of :func:`detection_order` whose layout matches.
 
     Raises:
         DataError: a missing or empty folder, or a folder that matches no layout (the message lists what was
@@ -57,10 +41,11 @@ def detect_format(path: Path) -> str:
         raise DataError(f"data folder {path} does not exist")
     if all(entry.name.startswith(".") for entry in path.iterdir()):  # nothing, or hidden files only
         raise DataError(f"data folder {path} is empty")
-    for reader in DETECTION_ORDER:
+    readers = detection_order()
+    for reader in readers:
         if reader.matches(path):
             return reader.name
-    looked_for = "\n".join(f"  {reader.name}: {reader.signature}" for reader in DETECTION_ORDER)
+    looked_for = "\n".join(f"  {reader.name}: {reader.signature}" for reader in readers)
     raise DataError(
         f"cannot tell the dataset format of {path}: it matches none of these layouts\n{looked_for}\n"
         "set data.dataset (or --format) to the reader name if the layout differs"

@@ -19,6 +19,7 @@ from medseg.data.errors import DataError
 from medseg.data.files import format_names
 from medseg.data.image_folder import ImageFolderReader
 from medseg.data.readers import CaseRecord
+from medseg.data.registry import register_reader
 
 __all__ = ["GlaSReader"]
 
@@ -27,6 +28,7 @@ _ANNO_SUFFIX = "_anno"
 SPLIT_FILES = {"train": "uagland_train.txt", "val": "uagland_val.txt"}
 
 
+@register_reader("glas", detect_priority=40)
 class GlaSReader(ImageFolderReader):
     """GlaS in its original release or as ``images/`` + ``masks/`` (see the module docstring).
 
@@ -36,7 +38,6 @@ class GlaSReader(ImageFolderReader):
         strict: see :class:`medseg.data.readers.DatasetReader`.
     """
 
-    name = "glas"
     signature = "train_<n>.bmp + train_<n>_anno.bmp (original), or images/ + masks/ with train_*, testA_* names"
     default_mask_threshold = 1
 

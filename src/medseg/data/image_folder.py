@@ -6,10 +6,12 @@ from pathlib import Path
 
 from medseg.data.files import IMAGE_SUFFIXES, format_names, list_image_files
 from medseg.data.readers import CaseRecord, FileDatasetReader
+from medseg.data.registry import register_reader
 
 __all__ = ["ImageFolderReader"]
 
 
+@register_reader("image_folder", detect_priority=0)
 class ImageFolderReader(FileDatasetReader):
     """Pairs ``root/images/*`` with ``root/masks/*`` by file stem (extensions may differ).
 
@@ -23,7 +25,6 @@ class ImageFolderReader(FileDatasetReader):
         strict: see :class:`medseg.data.readers.DatasetReader`.
     """
 
-    name = "image_folder"
     signature = "images/ + masks/ (same file stems)"
     mask_folder = "masks"
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from medseg.data.paired import FolderPair, PairedFoldersReader
+from medseg.data.registry import register_reader
 
 __all__ = ["ISIC2016Reader", "ISIC2017Reader", "ISIC2018Reader"]
 
@@ -36,6 +37,7 @@ class _ISICReader(PairedFoldersReader):
         return cls.pairs
 
 
+@register_reader("isic2016", detect_priority=80)
 class ISIC2016Reader(_ISICReader):
     """ISIC 2016 (ISBI 2016) Part 1: 900 training and 379 test images.
 
@@ -45,7 +47,6 @@ class ISIC2016Reader(_ISICReader):
         strict: see :class:`medseg.data.readers.DatasetReader`.
     """
 
-    name = "isic2016"
     signature = "ISBI2016_ISIC_Part1_{Training,Test}_Data/ + ..._GroundTruth/"
     pairs = (
         FolderPair(
@@ -55,6 +56,7 @@ class ISIC2016Reader(_ISICReader):
     )
 
 
+@register_reader("isic2017", detect_priority=90)
 class ISIC2017Reader(_ISICReader):
     """ISIC 2017 Part 1: 2000 training, 150 validation and 600 test images.
 
@@ -64,7 +66,6 @@ class ISIC2017Reader(_ISICReader):
         strict: see :class:`medseg.data.readers.DatasetReader`.
     """
 
-    name = "isic2017"
     signature = "ISIC-2017_{Training,Validation,Test_v2}_Data/ + ..._Part1_GroundTruth/"
     pairs = (
         FolderPair("train", "ISIC-2017_Training_Data", "ISIC-2017_Training_Part1_GroundTruth", "_segmentation"),
@@ -73,6 +74,7 @@ class ISIC2017Reader(_ISICReader):
     )
 
 
+@register_reader("isic2018", detect_priority=100)
 class ISIC2018Reader(_ISICReader):
     """ISIC 2018 Task 1: 2594 training, 100 validation and 1000 test images.
 
@@ -82,7 +84,6 @@ class ISIC2018Reader(_ISICReader):
         strict: see :class:`medseg.data.readers.DatasetReader`.
     """
 
-    name = "isic2018"
     signature = "ISIC2018_Task1-2_{Training,Validation,Test}_Input/ + ISIC2018_Task1_..._GroundTruth/"
     pairs = (
         FolderPair("train", "ISIC2018_Task1-2_Training_Input", "ISIC2018_Task1_Training_GroundTruth", "_segmentation"),

@@ -8,12 +8,14 @@ from pathlib import Path
 from medseg.data.errors import DataError
 from medseg.data.files import format_names
 from medseg.data.image_folder import ImageFolderReader
+from medseg.data.registry import register_reader
 
 __all__ = ["KvasirReader"]
 
 KVASIR_MASK_THRESHOLD = 128
 
 
+@register_reader("kvasir", detect_priority=20)
 class KvasirReader(ImageFolderReader):
     """Kvasir-SEG in its official layout.
 
@@ -29,7 +31,6 @@ class KvasirReader(ImageFolderReader):
         strict: see :class:`medseg.data.readers.DatasetReader`.
     """
 
-    name = "kvasir"
     signature = "images/ + masks/ + kavsir_bboxes.json or splits/{train,val}.txt"
     default_mask_threshold = KVASIR_MASK_THRESHOLD
 

@@ -21,6 +21,7 @@ from PIL import Image, ImageDraw
 from medseg.data.errors import DataError
 from medseg.data.paired import FolderPair, PairedFoldersReader
 from medseg.data.readers import CaseRecord
+from medseg.data.registry import register_reader
 
 __all__ = ["MoNuSegReader", "rasterize_polygons", "read_aperio_xml"]
 
@@ -78,6 +79,7 @@ def rasterize_polygons(polygons: list[Polygon], size: tuple[int, int]) -> np.nda
     return np.asarray(canvas, dtype=np.uint8)
 
 
+@register_reader("monuseg", detect_priority=50)
 class MoNuSegReader(PairedFoldersReader):
     """MoNuSeg in the UCTransNet layout (official 24/6/14) or the original release (official 30/14).
 
@@ -90,7 +92,6 @@ class MoNuSegReader(PairedFoldersReader):
         strict: see :class:`medseg.data.readers.DatasetReader`.
     """
 
-    name = "monuseg"
     signature = (
         "{Train,Val,Test}_Folder/{img,labelcol}/ (UCTransNet), or 'MoNuSeg 2018 Training Data/"
         "{Tissue Images,Annotations}/' and/or MoNuSegTestData/ with .tif + .xml (original)"

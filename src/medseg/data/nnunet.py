@@ -22,6 +22,7 @@ import numpy as np
 from medseg.data.errors import DataError
 from medseg.data.files import format_names
 from medseg.data.readers import CaseRecord
+from medseg.data.registry import register_reader
 from medseg.data.volumes import Spacing, VolumeDatasetReader
 
 __all__ = ["NnUNetMetadata", "NnUNetReader", "read_nnunet_metadata"]
@@ -111,6 +112,7 @@ def _read(path: Path, index: int | None = None) -> np.ndarray:
     return np.ascontiguousarray(data.T)
 
 
+@register_reader("nnunet", detect_priority=130)
 class NnUNetReader(VolumeDatasetReader):
     """nnU-Net raw dataset: each case a volume (see the module docstring).
 
@@ -120,7 +122,6 @@ class NnUNetReader(VolumeDatasetReader):
         strict: see :class:`medseg.data.readers.DatasetReader`.
     """
 
-    name = "nnunet"
     signature = "dataset.json + imagesTr/<case>_0000.nii.gz + labelsTr/<case>.nii.gz"
 
     @classmethod

@@ -14,12 +14,14 @@ from pathlib import Path
 from medseg.data.errors import DataError
 from medseg.data.files import format_names
 from medseg.data.readers import CaseRecord, FileDatasetReader
+from medseg.data.registry import register_reader
 
 __all__ = ["PH2Reader"]
 
 IMAGES_FOLDER = "PH2 Dataset images"
 
 
+@register_reader("ph2", detect_priority=60)
 class PH2Reader(FileDatasetReader):
     """PH2: 200 dermoscopic images with lesion masks; no official split.
 
@@ -31,7 +33,6 @@ class PH2Reader(FileDatasetReader):
         strict: see :class:`medseg.data.readers.DatasetReader`.
     """
 
-    name = "ph2"
     signature = "PH2 Dataset images/IMDxxx/{IMDxxx_Dermoscopic_Image,IMDxxx_lesion}/"
     default_mask_threshold = 1
 

@@ -126,7 +126,9 @@ class DatasetReader(ABC):
     """Base class of all readers.
 
     Attributes:
-        name: registry name (``data.dataset``).
+        name: registry name (``data.dataset``), set by :func:`~medseg.data.registry.register_reader`.
+        detect_priority: where format detection tries the reader (higher first; ``None``: never), set by
+            :func:`~medseg.data.registry.register_reader`.
         needs_root: whether the reader reads a folder.
         signature: the files that identify the dataset's layout (for :func:`medseg.data.detect.detect_format`).
         problems: problems found while listing the cases when not ``strict`` (see below).
@@ -139,6 +141,7 @@ class DatasetReader(ABC):
     """
 
     name: str = ""
+    detect_priority: ClassVar[int | None] = None
     needs_root: bool = True
     signature: ClassVar[str] = ""
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from medseg.data.errors import DataError
 from medseg.data.files import format_names
 from medseg.data.readers import CaseRecord
+from medseg.data.registry import register_reader
 from medseg.data.volumes import H5VolumeReader
 
 __all__ = ["SynapseReader"]
@@ -28,6 +29,7 @@ _VOLUME_SUFFIX = ".npy.h5"
 LIST_FOLDER = "lists/lists_Synapse"
 
 
+@register_reader("synapse", detect_priority=120)
 class SynapseReader(H5VolumeReader):
     """Synapse, 9 classes; cases are training slices (``case0005_slice012``) and test volumes (``case0001``,
     slices ``case0001:0`` ...).
@@ -38,7 +40,6 @@ class SynapseReader(H5VolumeReader):
         strict: see :class:`medseg.data.readers.DatasetReader`.
     """
 
-    name = "synapse"
     signature = "train_npz/caseXXXX_sliceYYY.npz and/or test_vol_h5/caseXXXX.npy.h5"
 
     @classmethod

@@ -22,6 +22,7 @@ import numpy as np
 from medseg.config import ConfigError, DataConfig
 from medseg.data.errors import DataError
 from medseg.data.readers import CaseRecord, DatasetReader, LoadedCase
+from medseg.data.registry import register_reader
 
 __all__ = ["SPLITS", "SyntheticReader", "generate_case"]
 
@@ -170,6 +171,7 @@ def generate_case(size: int, num_classes: int, seed: int, split: str, index: int
     return np.clip(np.rint(image), 0, 255).astype(np.uint8), mask
 
 
+@register_reader("synthetic")
 class SyntheticReader(DatasetReader):
     """Reader of the synthetic dataset (``data.dataset: synthetic``); needs no folder.
 
@@ -184,7 +186,6 @@ class SyntheticReader(DatasetReader):
         ConfigError: more classes than there are shape/texture families.
     """
 
-    name = "synthetic"
     needs_root = False
 
     def __init__(self, data_cfg: DataConfig, root: Path | None = None) -> None:

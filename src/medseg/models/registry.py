@@ -2,7 +2,8 @@
 
 Built-in models register themselves when :mod:`medseg.models` is imported. External packages add models through
 the ``medseg.models`` entry-point group: each entry point's name is the model name and its value a
-:class:`~medseg.models.base.SegmentationModel` subclass or factory function.
+:class:`~medseg.models.base.SegmentationModel` subclass or factory function (registered by
+:func:`register_model` when its module is imported, or as it is).
 """
 
 from __future__ import annotations
@@ -10,13 +11,14 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint
 from typing import Any, TypeVar
 
 from medseg.errors import ModelArgumentError, UnknownModelError
 from medseg.models.base import SegmentationModel
+from medseg.registry import Registry
 
-__all__ = ["ModelInfo", "create_model", "list_models", "model_info", "register_model"]
+__all__ = ["MODELS", "ModelInfo", "create_model", "list_models", "model_info", "register_model"]
 
 ENTRY_POINT_GROUP = "medseg.models"
 
@@ -42,8 +44,21 @@ class ModelInfo:
     reference_params: int | None = None
 
 
-_REGISTRY: dict[str, ModelInfo] = {}
-_entry_points_loaded = False
+def _from_entry_point(entry_point: EntryPoint, factory: object) -> ModelInfo:
+    """The :class:`ModelInfo` of a model an entry point names (its value stands for the citation)."""
+    if not callable(factory):
+        raise TypeError(f"{entry_point.value} is not a model class or factory function")
+    return ModelInfo(entry_point.name, factory, paper=entry_point.value)
+
+
+MODELS: Registry[ModelInfo] = Registry(
+    "model",
+    ENTRY_POINT_GROUP,
+    from_entry_point=_from_entry_point,
+    error=UnknownModelError,
+    listing="registered models",
+)
+"""Every registered model (built-in ones register when :mod:`medseg.models` is imported)."""
 
 
 def register_model(
@@ -66,28 +81,15 @@ def register_model(
     """
 
     def decorator(factory: Factory) -> Factory:
-        if name in _REGISTRY and _REGISTRY[name].factory is not factory:
-            raise ValueError(f"a model named {name!r} is already registered ({_REGISTRY[name].factory!r})")
-        _REGISTRY[name] = ModelInfo(name, factory, paper, default_kwargs, reference_params)
+        MODELS.add(name, ModelInfo(name, factory, paper, default_kwargs, reference_params))
         return factory
 
     return decorator
 
 
-def _load_entry_points() -> None:
-    global _entry_points_loaded
-    if _entry_points_loaded:
-        return
-    _entry_points_loaded = True
-    for entry_point in entry_points(group=ENTRY_POINT_GROUP):
-        if entry_point.name not in _REGISTRY:
-            _REGISTRY[entry_point.name] = ModelInfo(entry_point.name, entry_point.load(), paper=entry_point.value)
-
-
 def list_models() -> list[str]:
     """Return the sorted names of every registered model, entry points included."""
-    _load_entry_points()
-    return sorted(_REGISTRY)
+    return MODELS.names()
 
 
 def model_info(name: str) -> ModelInfo:
@@ -96,10 +98,7 @@ def model_info(name: str) -> ModelInfo:
     Raises:
         UnknownModelError: with the list of valid names when ``name`` is unknown.
     """
-    _load_entry_points()
-    if name not in _REGISTRY:
-        raise UnknownModelError(f"unknown model {name!r}; registered models: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[name]
+    return MODELS.get(name)
 
 
 def create_model(name: str, **kwargs: Any) -> SegmentationModel:

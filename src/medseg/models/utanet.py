@@ -22,7 +22,7 @@ from torch import nn
 from medseg.models.base import SegmentationModel, SegOutput
 from medseg.models.encoders import load_torchvision_resnet_weights, resnet34
 from medseg.models.registry import register_model
-from medseg.models.skips import TaMoSC, UnusedExpertPolicy
+from medseg.models.skips import BALANCE_LOSS, TaMoSC, UnusedExpertPolicy, apply_skips
 
 __all__ = ["UTANet", "resnet34_unet"]
 
@@ -151,12 +151,9 @@ class UTANet(SegmentationModel):
         e4 = self.encoder.layer3(e3)
         e5 = self.encoder.layer4(e4)
         encoder = [e1, e2, e3, e4]
-        skips = encoder
-        aux_losses: dict[str, torch.Tensor] = {}
-        if self.tamosc is not None:
-            skips, balance = self.tamosc(encoder)
-            if self.training:
-                aux_losses["tamosc_balance"] = balance
+        skips, aux_losses = (
+            (encoder, {}) if self.tamosc is None else apply_skips(self.tamosc, encoder, BALANCE_LOSS, self.training)
+        )
         d4 = self.up5(e5, skips[3])
         d3 = self.up4(d4, skips[2])
         d2 = self.up3(d3, skips[1])

@@ -1,4 +1,8 @@
-"""Registry of objective terms that a config can add to the supervised loss (``loss.terms``)."""
+"""Registry of objective terms that a config can add to the supervised loss (``loss.terms``).
+
+Built-in terms register themselves when :mod:`medseg.objectives` is imported; external packages add terms through
+the ``medseg.objectives`` entry-point group (each entry point's name is the term name, its value the factory).
+"""
 
 from __future__ import annotations
 
@@ -11,8 +15,9 @@ from torch import nn
 
 from medseg.errors import MedsegError
 from medseg.objectives.base import ObjectiveTerm
+from medseg.registry import Registry
 
-__all__ = ["TermContext", "build_term", "list_terms", "register_term"]
+__all__ = ["TERMS", "TermContext", "build_term", "list_terms", "register_term"]
 
 
 @dataclass(frozen=True)
@@ -33,7 +38,10 @@ class TermContext:
 
 
 Factory = TypeVar("Factory", bound=Callable[..., ObjectiveTerm])
-_TERMS: dict[str, Callable[..., ObjectiveTerm]] = {}
+TERMS: Registry[Callable[..., ObjectiveTerm]] = Registry(
+    "objective term", "medseg.objectives", error=MedsegError, listing="available"
+)
+"""Every registered objective term factory."""
 
 
 def register_term(name: str) -> Callable[[Factory], Factory]:
@@ -47,17 +55,15 @@ def register_term(name: str) -> Callable[[Factory], Factory]:
     """
 
     def decorator(factory: Factory) -> Factory:
-        if name in _TERMS and _TERMS[name] is not factory:
-            raise ValueError(f"an objective term named {name!r} is already registered")
-        _TERMS[name] = factory
+        TERMS.add(name, factory)
         return factory
 
     return decorator
 
 
 def list_terms() -> list[str]:
-    """Names of the registered objective terms."""
-    return sorted(_TERMS)
+    """Names of the registered objective terms, entry points included."""
+    return TERMS.names()
 
 
 def build_term(name: str, context: TermContext, params: dict[str, Any]) -> ObjectiveTerm:
@@ -74,9 +80,7 @@ def build_term(name: str, context: TermContext, params: dict[str, Any]) -> Objec
     Raises:
         MedsegError: unknown term or parameter (the message lists the valid ones).
     """
-    if name not in _TERMS:
-        raise MedsegError(f"unknown objective term {name!r}; available: {', '.join(list_terms()) or 'none'}")
-    factory = _TERMS[name]
+    factory = TERMS.get(name)
     accepted = [p for p in inspect.signature(factory).parameters if p != "context"]
     unknown = sorted(set(params) - set(accepted))
     if unknown:

@@ -1,47 +1,30 @@
-"""Named evaluation protocols (see ``docs/protocols.md``)."""
+"""Named evaluation protocols (see ``docs/protocols.md``).
+
+Importing this package registers the built-in protocols (:func:`register_protocol`); external packages add theirs
+through the ``medseg.protocols`` entry-point group.
+"""
 
 from __future__ import annotations
 
-from medseg.errors import MedsegError
+from medseg.protocols import perimage, resunetpp, transunet, uctransnet, vmunet  # noqa: F401  (register them)
 from medseg.protocols.base import CaseResult, Protocol, ProtocolContext, resize_bilinear
-from medseg.protocols.perimage import PerImageBinaryCleanProtocol, PerImageBinaryProtocol, PerImageProtocol
-from medseg.protocols.resunetpp import ResUNetPPKvasirProtocol
-from medseg.protocols.transunet import (
-    TransUNetACDCCleanProtocol,
-    TransUNetACDCProtocol,
-    TransUNetSynapseCleanProtocol,
-    TransUNetSynapseProtocol,
-    TransUNetVolumeCleanProtocol,
-    TransUNetVolumeProtocol,
-)
-from medseg.protocols.uctransnet import UCTransNet2DCleanProtocol, UCTransNet2DProtocol
-from medseg.protocols.vmunet import VMUNetGlobalProtocol
+from medseg.protocols.registry import PROTOCOLS, register_protocol
 
-__all__ = ["CaseResult", "Protocol", "ProtocolContext", "get_protocol", "list_protocols", "resize_bilinear"]
-
-PROTOCOLS: dict[str, type[Protocol]] = {
-    cls.name: cls
-    for cls in (
-        PerImageProtocol,
-        PerImageBinaryProtocol,
-        PerImageBinaryCleanProtocol,
-        UCTransNet2DProtocol,
-        UCTransNet2DCleanProtocol,
-        VMUNetGlobalProtocol,
-        ResUNetPPKvasirProtocol,
-        TransUNetSynapseProtocol,
-        TransUNetSynapseCleanProtocol,
-        TransUNetACDCProtocol,
-        TransUNetACDCCleanProtocol,
-        TransUNetVolumeProtocol,
-        TransUNetVolumeCleanProtocol,
-    )
-}
+__all__ = [
+    "PROTOCOLS",
+    "CaseResult",
+    "Protocol",
+    "ProtocolContext",
+    "get_protocol",
+    "list_protocols",
+    "register_protocol",
+    "resize_bilinear",
+]
 
 
 def list_protocols() -> dict[str, str]:
-    """Return every protocol name with its one-sentence description."""
-    return {name: cls.description for name, cls in sorted(PROTOCOLS.items())}
+    """Return every protocol name with its one-sentence description, entry points included."""
+    return {name: cls.description for name, cls in PROTOCOLS.items()}
 
 
 def get_protocol(name: str, context: ProtocolContext) -> Protocol:
@@ -57,6 +40,4 @@ def get_protocol(name: str, context: ProtocolContext) -> Protocol:
     Raises:
         MedsegError: unknown name (the message lists the valid ones) or a task the protocol does not fit.
     """
-    if name not in PROTOCOLS:
-        raise MedsegError(f"unknown protocol {name!r}; available: {', '.join(sorted(PROTOCOLS))}")
-    return PROTOCOLS[name](context)
+    return PROTOCOLS.get(name)(context)

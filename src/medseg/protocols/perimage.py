@@ -14,6 +14,7 @@ from medseg.inference import Predictor
 from medseg.metrics import EmptyPolicy, mean_over_classes
 from medseg.metrics.scoring import ScoreTask, compact_labels, score_perimage
 from medseg.protocols.base import CaseResult, Protocol, ProtocolContext, prepared
+from medseg.protocols.registry import register_protocol
 
 __all__ = ["PerImageBinaryCleanProtocol", "PerImageBinaryProtocol", "PerImageProtocol"]
 
@@ -26,6 +27,7 @@ MULTICLASS_AGGREGATION = (
 )
 
 
+@register_protocol("perimage")
 class PerImageProtocol(Protocol):
     """Per-image metrics at the original resolution, averaged over images, with the configured empty policy.
 
@@ -35,7 +37,6 @@ class PerImageProtocol(Protocol):
     and ``eval.hd95_empty``.
     """
 
-    name = "perimage"
     description = (
         "per-image Dice/IoU/precision/recall/HD95 (pixels) at the original resolution, mean over images, "
         "empty masks per eval.both_empty / eval.hd95_empty"
@@ -84,6 +85,7 @@ class PerImageProtocol(Protocol):
         return summary
 
 
+@register_protocol("perimage_binary")
 class PerImageBinaryProtocol(PerImageProtocol):
     """Kvasir-style binary evaluation: per-image Dice, IoU, precision, recall and HD95 at the original size.
 
@@ -91,7 +93,6 @@ class PerImageBinaryProtocol(PerImageProtocol):
     truth are both empty scores 1 (HD95 0); HD95 with exactly one side empty is undefined and counted as such.
     """
 
-    name = "perimage_binary"
     description = (
         "binary per-image Dice/IoU/precision/recall/HD95 (pixels) at the original resolution, threshold 0.5, "
         "mean over images; both empty = 1, one-sided HD95 undefined"
@@ -107,10 +108,10 @@ class PerImageBinaryProtocol(PerImageProtocol):
         return EmptyPolicy(both_empty="one", hd95_empty="nan")
 
 
+@register_protocol("perimage_binary_clean")
 class PerImageBinaryCleanProtocol(PerImageBinaryProtocol):
     """As ``perimage_binary``, but an image with both masks empty is undefined (counted, not scored 1)."""
 
-    name = "perimage_binary_clean"
     description = (
         "binary per-image metrics at the original resolution; every undefined value (both masks empty, one-sided "
         "HD95) is reported as undefined and left out of the means"

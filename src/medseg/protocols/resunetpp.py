@@ -7,11 +7,13 @@ import numpy as np
 from medseg.data import LoadedCase
 from medseg.metrics.scoring import ScoreTask, compact_labels, score_resunetpp
 from medseg.protocols.eightbit import resize_linear_u8, stored_mask_u8
+from medseg.protocols.registry import register_protocol
 from medseg.protocols.uctransnet import UCTransNet2DProtocol
 
 __all__ = ["ResUNetPPKvasirProtocol"]
 
 
+@register_protocol("resunetpp_kvasir")
 class ResUNetPPKvasirProtocol(UCTransNet2DProtocol):
     """Per-image Dice, IoU, precision and recall at the model's input size (256 in the paper), mean over images.
 
@@ -25,7 +27,6 @@ class ResUNetPPKvasirProtocol(UCTransNet2DProtocol):
     mask (Kvasir's lossy JPEG masks are binarised by the reader first).
     """
 
-    name = "resunetpp_kvasir"
     description = (
         "ResUNet++ test script: 8-bit image and 0/255 mask resized to the input size as OpenCV does on uint8, "
         "mask > 0, prediction > 0.5, Dice/IoU/precision/recall with +1e-15 smoothing per image at that size "

@@ -14,6 +14,7 @@ from medseg.inference import Predictor
 from medseg.metrics import ASSD_DEFINITIONS, AssdDefinition, mean_over_classes
 from medseg.metrics.scoring import ScoreTask, compact_labels, score_transunet
 from medseg.protocols.base import CaseResult, Protocol, ProtocolContext, prepared
+from medseg.protocols.registry import register_protocol
 
 __all__ = [
     "TransUNetACDCCleanProtocol",
@@ -40,6 +41,7 @@ CLEAN_AGGREGATION = (
 )
 
 
+@register_protocol("transunet_synapse")
 class TransUNetProtocol(Protocol):
     """Per-volume 3D Dice and HD95 per class exactly as TransUNet computes them.
 
@@ -210,44 +212,43 @@ CLEAN = (
 class TransUNetSynapseProtocol(TransUNetProtocol):
     """TransUNet's Synapse protocol (9 classes: background and 8 organs)."""
 
-    name = "transunet_synapse"
     description = FAITHFUL.format(dataset="Synapse")
     expected_classes = 9
 
 
+@register_protocol("transunet_acdc")
 class TransUNetACDCProtocol(TransUNetProtocol):
     """TransUNet's protocol applied to ACDC (4 classes: background, RV, myocardium, LV)."""
 
-    name = "transunet_acdc"
     description = FAITHFUL.format(dataset="ACDC")
     expected_classes = 4
 
 
+@register_protocol("transunet_volume")
 class TransUNetVolumeProtocol(TransUNetProtocol):
     """TransUNet's per-volume conventions for any volumetric dataset and number of classes."""
 
-    name = "transunet_volume"
     description = FAITHFUL.format(dataset="any classes")
 
 
+@register_protocol("transunet_synapse_clean")
 class TransUNetSynapseCleanProtocol(TransUNetCleanProtocol):
     """Clean variant of ``transunet_synapse``."""
 
-    name = "transunet_synapse_clean"
     description = CLEAN.format(dataset="Synapse")
     expected_classes = 9
 
 
+@register_protocol("transunet_acdc_clean")
 class TransUNetACDCCleanProtocol(TransUNetCleanProtocol):
     """Clean variant of ``transunet_acdc``."""
 
-    name = "transunet_acdc_clean"
     description = CLEAN.format(dataset="ACDC")
     expected_classes = 4
 
 
+@register_protocol("transunet_volume_clean")
 class TransUNetVolumeCleanProtocol(TransUNetCleanProtocol):
     """Clean variant of ``transunet_volume``."""
 
-    name = "transunet_volume_clean"
     description = CLEAN.format(dataset="any classes")

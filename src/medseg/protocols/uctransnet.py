@@ -12,6 +12,7 @@ from medseg.inference import Predictor
 from medseg.metrics.scoring import ScoreTask, compact_labels, score_binary_clean, score_uctransnet
 from medseg.protocols.base import Protocol, ProtocolContext, prepared
 from medseg.protocols.eightbit import case_mask_u8, resize_linear_u8
+from medseg.protocols.registry import register_protocol
 
 __all__ = ["UCTransNet2DCleanProtocol", "UCTransNet2DProtocol", "prepare_at_size_u8"]
 
@@ -37,6 +38,7 @@ def prepare_at_size_u8(data: DataConfig, case: LoadedCase, size: int) -> np.ndar
     return prepared(case.image, data)
 
 
+@register_protocol("uctransnet_2d")
 class UCTransNet2DProtocol(Protocol):
     """Per-image binary metrics at the model's input size (224 in the papers), averaged over the test images.
 
@@ -50,7 +52,6 @@ class UCTransNet2DProtocol(Protocol):
     scores 0 on both. Metrics are computed at the input size, not at the original resolution.
     """
 
-    name = "uctransnet_2d"
     description = (
         "UCTransNet test script: 8-bit image and 0/255 mask resized to the input size as OpenCV does on uint8, "
         "mask > 0, prediction > 0.5, Dice 2Σpg/(Σp+Σg+1e-5) and sklearn IoU per image at that size, mean over "
@@ -85,10 +86,10 @@ class UCTransNet2DProtocol(Protocol):
         return ScoreTask(score_uctransnet, {"prediction": compact_labels(prediction), "truth": self.truth(case)})
 
 
+@register_protocol("uctransnet_2d_clean")
 class UCTransNet2DCleanProtocol(UCTransNet2DProtocol):
     """As ``uctransnet_2d``, but plain Dice/IoU with both-empty images reported as undefined."""
 
-    name = "uctransnet_2d_clean"
     description = (
         "as uctransnet_2d (same 8-bit resizing, at the input size) with exact Dice/IoU; images with both masks empty "
         "are undefined and left out of the means"

@@ -14,6 +14,7 @@ from medseg.inference import Predictor
 from medseg.metrics import global_confusion_metrics
 from medseg.metrics.scoring import ScoreTask, compact_labels, score_vmunet
 from medseg.protocols.base import CaseResult, Protocol, ProtocolContext, format_metric, prepared, resize_bilinear
+from medseg.protocols.registry import register_protocol
 
 __all__ = ["VMUNetGlobalProtocol"]
 
@@ -21,6 +22,7 @@ GLOBAL_METRICS = ("dsc", "miou", "accuracy", "specificity", "sensitivity", "prec
 HEADLINE = {"dsc": "DSC", "miou": "mIoU", "accuracy": "Acc", "specificity": "Spe", "sensitivity": "Sen"}
 
 
+@register_protocol("vmunet_global")
 class VMUNetGlobalProtocol(Protocol):
     """Dataset-level (micro) scores at the model's input size (256 in the papers).
 
@@ -30,7 +32,6 @@ class VMUNetGlobalProtocol(Protocol):
     recorded for each case only to rank cases in the report.
     """
 
-    name = "vmunet_global"
     description = (
         "VM-UNet/ASC-Seg: mask resized bilinearly to the input size and thresholded at 0.5, prediction >= 0.5, "
         "one confusion matrix over all pixels of the set (DSC, foreground IoU as mIoU, Acc, Spe, Sen)"

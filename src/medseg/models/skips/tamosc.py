@@ -34,7 +34,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["Expert", "Routing", "TaMoSC", "UnusedExpertPolicy", "balance_loss"]
+from medseg.models.skips.factory import register_skip
+
+__all__ = ["BALANCE_LOSS", "Expert", "Routing", "TaMoSC", "UnusedExpertPolicy", "balance_loss"]
+
+BALANCE_LOSS = "tamosc_balance"
+"""Key of the weighted BEU loss in ``SegOutput.aux_losses``."""
 
 UnusedExpertPolicy = Literal["official", "zero_touch", "none"]
 _POLICIES = ("official", "zero_touch", "none")
@@ -106,6 +111,7 @@ class Expert(nn.Sequential):
         )
 
 
+@register_skip("tamosc", loss_name=BALANCE_LOSS)
 class TaMoSC(nn.Module):
     """Task-Adaptive Mixture of Skip Connections for any list of encoder features.
 
