@@ -240,7 +240,7 @@ def measure_model(spec: dict[str, Any]) -> dict[str, Any]:
     config = _config(spec, new=True)
     set_threads(config.train.threads)
     torch.manual_seed(0)
-    task = SegmentationTask(config.model_dump(mode="json")).to(device).train()
+    task = SegmentationTask(config).to(device).train()
     # configure_optimizers reads the run length for its schedule, which a plain loop does not use
     task.trainer = SimpleNamespace(estimated_stepping_batches=spec["warmup"] + spec["steps"])
     optimizer = task.configure_optimizers()["optimizer"]

@@ -26,7 +26,7 @@ def test_reference_model_loss_falls_on_kvasir(recipe: str, kvasir_root: Path, mo
     dataset = build_datasets(reader, make_splits(reader, config.data), config.data)["train"]
     batch = {key: torch.stack([dataset[i][key] for i in range(4)]) for key in ("image", "mask")}
     torch.manual_seed(0)
-    task = SegmentationTask(config.model_dump(mode="json"))
+    task = SegmentationTask(config)
     optimizer = torch.optim.AdamW(task.model.parameters(), lr=1e-3)
     losses = []
     for _ in range(4):

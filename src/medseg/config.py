@@ -246,12 +246,15 @@ class LossConfig(_Section):
         ce_weight: weight of the (binary) cross-entropy term.
         include_background: whether the multi-class Dice averages over the background class too.
         terms: extra weighted terms over the model's features and outputs.
+        teacher_checkpoint: checkpoint of a trained network that terms learning from a frozen teacher use (the
+            ``reseg`` term); a stage's ``teacher_from`` sets it (relative paths as for ``data.root``).
     """
 
     dice_weight: float = Field(0.5, ge=0)
     ce_weight: float = Field(0.5, ge=0)
     include_background: bool = False
     terms: list[TermConfig] = Field(default_factory=list)
+    teacher_checkpoint: str | None = None
 
     @field_validator("terms")
     @classmethod
@@ -335,12 +338,11 @@ class TrainConfig(_Section):
         val_every: validate every N epochs.
         progress_bar: show a progress bar when stdout and stderr are terminals; otherwise (or with ``false``) one
             log line per epoch (epoch, losses, validation Dice, seconds).
-        task: ``segmentation``, or ``reconstruction`` (ReSeg-UNet stage 1: the model is fed the ground-truth label
-            map, class ids as floats repeated to ``data.in_channels``, and trained with 0.6 MSE + 0.4 L1 towards
-            ``recon_target``; ``loss`` settings are not used, ``best.ckpt`` is the lowest validation loss).
-        recon_target: what a reconstruction run regresses: ``image`` (the official code, broadcast over the output
-            channels; a multi-channel image is reduced to its channel mean unless it has one channel per output) or
-            ``mask`` (the one-hot mask).
+        task: what the run trains: ``segmentation`` or another task registered in :mod:`medseg.tasks` (such as
+            ReSeg-UNet's stage 1; ``medseg.tasks.list_tasks()`` names them). The task decides the model's input, the
+            objective, the augmentations, the validation value that picks ``best.ckpt`` and whether the run is
+            evaluated.
+        task_params: the task's own settings (its constructor's keyword arguments).
     """
 
     epochs: int = Field(50, ge=1)
@@ -358,8 +360,8 @@ class TrainConfig(_Section):
     patience: int | None = Field(None, ge=1)
     val_every: int = Field(1, ge=1)
     progress_bar: bool = True
-    task: Literal["segmentation", "reconstruction"] = "segmentation"
-    recon_target: Literal["image", "mask"] = "image"
+    task: str = "segmentation"
+    task_params: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("precision", mode="before")
     @classmethod
@@ -452,9 +454,9 @@ class StageConfig(_Section):
             ``{"model.params.use_tamosc": true, "train.epochs": 50}``.
         init_from: name of an earlier stage whose best checkpoint initialises this stage's model (non-strict).
         freeze_loaded: freeze the parameters loaded from ``init_from``.
-        teacher_from: name of an earlier ``train.task: reconstruction`` stage whose **last** checkpoint (the final
-            epoch, the teacher of the official ReSeg code) becomes the ``teacher_checkpoint`` parameter of this
-            stage's ``reseg`` loss term.
+        teacher_from: name of an earlier stage whose task makes a teacher (``TrainingTask.makes_teacher``); its
+            **last** checkpoint (the final epoch, the teacher of the official ReSeg code) becomes this stage's
+            ``loss.teacher_checkpoint``.
     """
 
     name: str
@@ -531,14 +533,6 @@ class ExperimentConfig(_Section):
             )
         return self
 
-    @model_validator(mode="after")
-    def _reconstruction_fits(self) -> ExperimentConfig:
-        if self.train.task == "reconstruction" and self.loss.terms:
-            raise ValueError(
-                "train.task=reconstruction trains with the reconstruction loss only; loss.terms must be empty"
-            )
-        return self
-
     @property
     def path_sources(self) -> dict[str, str]:
         """Dotted path key -> the text it was configured with, for the paths that resolving changed."""
@@ -560,9 +554,6 @@ class ExperimentConfig(_Section):
         """Number of logit channels the model must produce."""
         return 1 if self.binary else self.data.num_classes
 
-
-TEACHER_TERM = "reseg"
-"""The loss term that receives a stage's ``teacher_from`` checkpoint as its ``teacher_checkpoint`` parameter."""
 
 _ENV_PATTERN = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
 
@@ -599,7 +590,7 @@ def resolve_path(path: str, base: Path | None = None) -> Path:
     return expanded.resolve()
 
 
-PATH_KEYS = ("data.root", "data.split_file", "data.cache_dir", "model.checkpoint")
+PATH_KEYS = ("data.root", "data.split_file", "data.cache_dir", "model.checkpoint", "loss.teacher_checkpoint")
 """Configured paths that are made absolute when a config is loaded (outputs, ``output_dir``, stay relative)."""
 
 
@@ -673,20 +664,58 @@ def _format_validation_error(error: ValidationError) -> str:
     return "; ".join(lines)
 
 
+def _upgrade(raw: dict[str, Any]) -> dict[str, Any]:
+    """A config written before ``train.task_params`` (a run folder's, a checkpoint's) in today's keys.
+
+    Such a config holds ``train.recon_target``: a value other than the former default ``image`` becomes
+    ``train.task_params.target`` unless the run segments (where it had no effect); the key is dropped.
+
+    Args:
+        raw: the config tree (not modified).
+
+    Returns:
+        ``raw`` itself, or an upgraded copy.
+    """
+    train = raw.get("train")
+    if not isinstance(train, dict) or "recon_target" not in train:
+        return raw
+    train = dict(train)
+    target = train.pop("recon_target")
+    params = train.get("task_params")
+    if target != "image" and train.get("task", "segmentation") != "segmentation" and params is None:
+        train["task_params"] = {"target": target}
+    return {**raw, "train": train}
+
+
 def _build(raw: dict[str, Any]) -> ExperimentConfig:
+    raw = _upgrade(raw)
     _check_keys(raw, ExperimentConfig, "")
     try:
         config = ExperimentConfig.model_validate(raw)
     except ValidationError as error:
         raise ConfigError(_format_validation_error(error)) from None
+    from medseg.tasks import build_task  # the task registry imports torch: loaded when a config is built
+
+    build_task(config)
     stages = {stage.name: stage for stage in config.stages}
     for stage in config.stages:
         stage_config(config, stage)
-        if stage.teacher_from and stage_config(config, stages[stage.teacher_from]).train.task != "reconstruction":
-            raise ConfigError(
-                f"stage {stage.name!r}: teacher_from={stage.teacher_from!r} is not a train.task=reconstruction stage"
-            )
+        if stage.teacher_from:
+            _check_teacher(stage, stage_config(config, stages[stage.teacher_from]))
     return config
+
+
+def _check_teacher(stage: StageConfig, teacher: ExperimentConfig) -> None:
+    """Refuse a ``teacher_from`` stage whose task makes no teacher (the message names the tasks that do)."""
+    from medseg.tasks import list_tasks, task_class
+
+    name = teacher.train.task
+    if not task_class(name).makes_teacher:
+        makers = ", ".join(task for task in list_tasks() if task_class(task).makes_teacher) or "none"
+        raise ConfigError(
+            f"stage {stage.name!r}: teacher_from={stage.teacher_from!r} trains train.task={name}, which makes no "
+            f"teacher (tasks that do: {makers})"
+        )
 
 
 def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
@@ -884,20 +913,6 @@ def config_from_dict(raw: dict[str, Any]) -> ExperimentConfig:
     return _build(raw)
 
 
-def _with_teacher(stage: StageConfig, terms: list[Any], checkpoint: Path | None) -> list[Any]:
-    """A copy of a stage's ``loss.terms`` with ``checkpoint`` as the ``teacher_checkpoint`` of its ``reseg`` term."""
-    if not any(isinstance(term, dict) and term.get("name") == TEACHER_TERM for term in terms):
-        raise ConfigError(f"stage {stage.name!r}: teacher_from needs a {TEACHER_TERM!r} term in loss.terms")
-    if checkpoint is None:
-        return terms
-    return [
-        {**term, "params": {**(term.get("params") or {}), "teacher_checkpoint": str(checkpoint)}}
-        if isinstance(term, dict) and term.get("name") == TEACHER_TERM
-        else term
-        for term in terms
-    ]
-
-
 def stage_config(
     config: ExperimentConfig,
     stage: StageConfig,
@@ -910,15 +925,14 @@ def stage_config(
         config: the multi-stage experiment.
         stage: one of ``config.stages``.
         init_checkpoint: checkpoint of the ``init_from`` stage, loaded into this stage's model.
-        teacher_checkpoint: checkpoint of the ``teacher_from`` stage, set as the ``teacher_checkpoint`` parameter
-            of the stage's ``reseg`` term.
+        teacher_checkpoint: checkpoint of the ``teacher_from`` stage, set as the stage's
+            ``loss.teacher_checkpoint``.
 
     Returns:
         The validated stage configuration.
 
     Raises:
-        ConfigError: an override with an unknown key or a wrong value, or ``teacher_from`` on a stage without a
-            ``reseg`` term (the message names the stage).
+        ConfigError: an override with an unknown key or a wrong value (the message names the stage).
     """
     raw = config.model_dump(mode="json")
     raw["stages"] = []
@@ -927,8 +941,8 @@ def stage_config(
     if init_checkpoint is not None:
         raw["model"]["checkpoint"] = str(init_checkpoint)
         raw["model"]["freeze_loaded"] = stage.freeze_loaded
-    if stage.teacher_from is not None:
-        raw["loss"]["terms"] = _with_teacher(stage, raw["loss"].get("terms") or [], teacher_checkpoint)
+    if teacher_checkpoint is not None:
+        raw["loss"]["teacher_checkpoint"] = str(teacher_checkpoint)
     try:
         result = _build(raw)
     except ConfigError as error:

@@ -236,7 +236,7 @@ def test_queued_checks_name_the_first_non_finite_step() -> None:
 
     from medseg.engine.module import SegmentationTask
 
-    task = SegmentationTask(load_config(None, TINY).model_dump(mode="json"))
+    task = SegmentationTask(load_config(None, TINY))
     strategy = SimpleNamespace(reduce_boolean_decision=lambda decision, all: decision)
     task.trainer = SimpleNamespace(strategy=strategy, current_epoch=0, precision="32-true", checkpoint_callbacks=[])
     for step, loss in enumerate([0.9, float("nan"), 0.7], start=1):

@@ -76,7 +76,7 @@ def test_optimizer_and_plateau_schedule_from_config() -> None:
             "scheduler.patience=3",
         ],
     )
-    task = SegmentationTask(config.model_dump(mode="json"))
+    task = SegmentationTask(config)
     task.trainer = SimpleNamespace(estimated_stepping_batches=10)
     setup = task.configure_optimizers()
     assert isinstance(setup["optimizer"], torch.optim.NAdam)
@@ -95,7 +95,7 @@ def augmenting_task(*overrides: str) -> SegmentationTask:
         "data.transforms.hflip=1",
         "data.transforms.vflip=0",
     ]
-    return SegmentationTask(load_config(None, [*settings, *overrides]).model_dump(mode="json"))
+    return SegmentationTask(load_config(None, [*settings, *overrides]))
 
 
 def ramp_batch(size: int = 2) -> dict[str, Any]:

@@ -36,7 +36,7 @@ def batch(seed: int = 0) -> dict[str, torch.Tensor]:
 
 def save_checkpoint(path: Path, overrides: list[str]) -> Path:
     config = load_config(None, [*TINY, *overrides])
-    task = SegmentationTask(config.model_dump(mode="json"))
+    task = SegmentationTask(config)
     torch.save({"hyper_parameters": {"config": config.model_dump(mode="json")}, "state_dict": task.state_dict()}, path)
     return path
 
@@ -49,7 +49,7 @@ def teacher_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def student_task(teacher: Path, params: str = "") -> SegmentationTask:
     terms = f"loss.terms=[{{name: reseg, weight: 0.035, params: {{teacher_checkpoint: {teacher}{params}}}}}]"
     config = load_config(None, [*TINY, terms])
-    return SegmentationTask(config.model_dump(mode="json"))
+    return SegmentationTask(config)
 
 
 def step(task: SegmentationTask) -> torch.Tensor:
@@ -149,6 +149,14 @@ def test_teacher_batchnorm_mode(teacher_checkpoint: Path) -> None:
         assert torch.equal(norms[0].running_mean, before) is not flag  # batch statistics update only in train mode
         task.eval()
         assert not any(m.training for m in norms)
+
+
+def test_the_teacher_is_loss_teacher_checkpoint(teacher_checkpoint: Path) -> None:
+    config = load_config(None, [*TINY, f"loss.teacher_checkpoint={teacher_checkpoint}", "loss.terms=[{name: reseg}]"])
+    teacher = SegmentationTask(config).objective.terms["reseg"].teacher.model.state_dict()
+    saved = torch.load(teacher_checkpoint, weights_only=True)["state_dict"]
+    assert teacher.keys() == {key.removeprefix("model.") for key in saved}
+    assert all(torch.equal(value, saved[f"model.{key}"]) for key, value in teacher.items())
 
 
 def test_reseg_needs_a_reconstruction_teacher(tmp_path: Path) -> None:

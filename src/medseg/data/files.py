@@ -39,6 +39,7 @@ __all__ = [
 ]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+"""File endings read as 2D images (by the readers and by ``medseg predict``)."""
 
 _GREY_MODES = {"1", "L", "LA", "La"}
 _COLOUR_MODES = {"P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import lightning.pytorch as pl
@@ -10,12 +11,12 @@ from torch.utils.data import DistributedSampler
 from torchmetrics import MeanMetric
 
 from medseg.checkpoints import build_model
-from medseg.config import config_from_dict
+from medseg.config import ExperimentConfig, config_from_dict
 from medseg.data.augment import BatchAugment, batch_generator
 from medseg.engine.schedules import lr_multiplier
 from medseg.errors import MedsegError
-from medseg.objectives import Objective, build_objective
-from medseg.objectives.reconstruction import encode_label_map, reconstruction_objective
+from medseg.objectives import Objective
+from medseg.tasks import build_task
 
 __all__ = ["FINITE_CHECK_EVERY", "NonFiniteError", "SegmentationTask", "batch_dice", "build_model"]
 
@@ -63,16 +64,15 @@ def _select(value: Any, mask: torch.Tensor, keep: list[bool]) -> Any:
 class SegmentationTask(pl.LightningModule):
     """Trains ``config.model`` with the configured objective, optimiser and schedule.
 
-    The resolved configuration is stored in the checkpoint (``hyper_parameters["config"]``), so a checkpoint
-    alone rebuilds the model and its preprocessing.
+    The resolved configuration is stored in the checkpoint as a plain mapping (``hyper_parameters["config"]``), so
+    a checkpoint alone rebuilds the model and its preprocessing.
 
-    With ``train.task: reconstruction`` (ReSeg-UNet stage 1) the model is fed the ground-truth label map encoded
-    by :func:`~medseg.objectives.reconstruction.encode_label_map` instead of the image, the objective is the
-    reconstruction loss (logged as ``train/recon``), and validation logs ``val/loss`` only.
+    What the run trains is its ``train.task`` (:attr:`task`, a :class:`~medseg.tasks.TrainingTask`): the task
+    gives the model's input, the default objective and whether the intensity augmentations apply; validation logs
+    ``val/loss``, and ``val/dice`` for a task that segments.
 
     Training batches are augmented on the model's device once they are there (:meth:`on_after_batch_transfer`,
-    :class:`~medseg.data.augment.BatchAugment`); validation, test and prediction batches are not. A
-    reconstruction run gets the geometric augmentations only (its image is a target, not the model's input).
+    :class:`~medseg.data.augment.BatchAugment`); validation, test and prediction batches are not.
 
     A non-finite loss (or term) stops training with a :class:`NonFiniteError` before its optimiser step, and a
     checkpoint whose weights are not finite is never written, so ``last.ckpt`` stays the last good epoch. Epoch
@@ -81,20 +81,19 @@ class SegmentationTask(pl.LightningModule):
     validation set on any number of devices.
 
     Args:
-        config: the experiment configuration as a plain mapping (``ExperimentConfig.model_dump(mode="json")``).
-        objective: the training objective; when ``None``, the Dice + CE objective of ``config.loss`` (or the
-            reconstruction objective of a reconstruction run).
+        config: the experiment configuration; a plain mapping (a checkpoint's ``hyper_parameters["config"]``, as
+            Lightning's ``load_from_checkpoint`` passes it) is validated first.
+        objective: the training objective; when ``None``, the task's (:meth:`medseg.tasks.TrainingTask.objective`).
     """
 
-    def __init__(self, config: dict[str, Any], objective: Objective | None = None) -> None:
+    def __init__(self, config: ExperimentConfig | Mapping[str, Any], objective: Objective | None = None) -> None:
         super().__init__()
-        self.save_hyperparameters({"config": config})
-        self.config = config_from_dict(config)
-        self.reconstruction = self.config.train.task == "reconstruction"
+        self.config = config if isinstance(config, ExperimentConfig) else config_from_dict(dict(config))
+        self.save_hyperparameters({"config": self.config.model_dump(mode="json")})
+        self.task = build_task(self.config)
         self.model = build_model(self.config)
-        default = reconstruction_objective if self.reconstruction else build_objective
-        self.objective = objective or default(self.config)
-        self.augment = BatchAugment(self.config.data, intensity=not self.reconstruction)
+        self.objective = objective or self.task.objective()
+        self.augment = BatchAugment(self.config.data, intensity=self.task.intensity_augment)
         self._last_finite: tuple[int, dict[str, torch.Tensor]] | None = None
         self._pending_finite: list[tuple[int, dict[str, torch.Tensor], torch.Tensor]] = []
         # validation means over images, reduced over processes as float sums and counts (not in the state dict)
@@ -106,7 +105,7 @@ class SegmentationTask(pl.LightningModule):
         return self.model(images)
 
     def model_input(self, batch: dict[str, Any]) -> torch.Tensor:
-        """What the model is fed: the image, or the encoded label map in a reconstruction run.
+        """What the model is fed, as the task says (:meth:`medseg.tasks.TrainingTask.model_input`).
 
         Args:
             batch: the batch (``image``, ``mask``).
@@ -114,9 +113,7 @@ class SegmentationTask(pl.LightningModule):
         Returns:
             ``(B, in_channels, H, W)`` input.
         """
-        if self.reconstruction:
-            return encode_label_map(batch["mask"], self.config.data.in_channels)
-        return batch["image"]
+        return self.task.model_input(batch)
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """Augment a training batch on its device; other batches pass unchanged.
@@ -251,8 +248,8 @@ class SegmentationTask(pl.LightningModule):
         output = self.model.forward_features(self.model_input(batch))
         total, _ = self.objective(output, batch)
         self.val_loss.update(total.detach(), weight=batch["image"].shape[0])
-        self.log("val/loss", self.val_loss, on_epoch=True, prog_bar=self.reconstruction)
-        if not self.reconstruction:
+        self.log("val/loss", self.val_loss, on_epoch=True, prog_bar=self.task.monitor == "val/loss")
+        if self.task.evaluates:
             self.val_dice.update(batch_dice(output.logits, batch["mask"], self.config.eval.threshold))
             self.log("val/dice", self.val_dice, on_epoch=True, prog_bar=True)
 

@@ -68,10 +68,10 @@ class TrainResult:
 
     Attributes:
         run_dir: the run folder.
-        best_checkpoint: checkpoint with the highest validation Dice (lowest validation loss for a reconstruction
-            run).
+        best_checkpoint: checkpoint with the best value of the task's monitored validation metric (the highest
+            validation Dice of a segmentation run).
         last_checkpoint: checkpoint after the last epoch.
-        best_val_dice: that highest validation Dice (NaN for a reconstruction run).
+        best_val_dice: that highest validation Dice (NaN for a task that monitors another value).
         finished_before: the run was resumed but had already finished; nothing was trained.
     """
 
@@ -434,11 +434,10 @@ def train(
 
     # seeded here, so that the initial weights do not depend on what reading the data (building its cache) drew
     pl.seed_everything(config.train.seed, workers=True, verbose=False)
-    task = SegmentationTask(config.model_dump(mode="json"))
-    load_initial_weights(task.model, config)
+    module = SegmentationTask(config)
+    load_initial_weights(module.model, config)
 
-    reconstruction = config.train.task == "reconstruction"
-    monitor, mode = ("val/loss", "min") if reconstruction else ("val/dice", "max")
+    monitor, mode = module.task.monitor, module.task.mode
     checkpoints = run_dir / "checkpoints"
     best = RunCheckpoint(
         dirpath=checkpoints, filename="best", monitor=monitor, mode=mode, auto_insert_metric_name=False
@@ -493,13 +492,13 @@ def train(
         plugins=[AtomicCheckpointIO()],
     )
     sizes = ", ".join(f"{len(ids)} {name}" for name, ids in splits.items())
-    parameters = sum(p.numel() for p in task.model.parameters())
+    parameters = sum(p.numel() for p in module.model.parameters())
     summary: dict[str, Any] = {
         "run": run_dir.name,
         "status": "running",
         "model": config.model.name,
         "parameters": parameters,
-        "trainable_parameters": sum(p.numel() for p in task.model.parameters() if p.requires_grad),
+        "trainable_parameters": sum(p.numel() for p in module.model.parameters() if p.requires_grad),
         "precision": precision,
         "devices": trainer.world_size,
         "data": reader.describe(),
@@ -543,7 +542,7 @@ def train(
             if resume:  # the folder is not empty because the run resumes in it
                 warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
             trainer.fit(
-                task,
+                module,
                 train_loader,
                 _loader(datasets["val"], config, False),
                 ckpt_path=point.path if point else None,
@@ -564,7 +563,7 @@ def train(
         run_dir=run_dir,
         best_checkpoint=Path(best.best_model_path),
         last_checkpoint=checkpoints / "last.ckpt" if not last.best_model_path else Path(last.best_model_path),
-        best_val_dice=float("nan") if reconstruction else best_score,
+        best_val_dice=best_score if monitor == "val/dice" else float("nan"),
     )
     if not trainer.is_global_zero:
         return result
@@ -574,13 +573,7 @@ def train(
         steps=trainer.global_step,
         seconds=round(time.perf_counter() - started, 1),
     )
-    if reconstruction:
-        summary["best_val_loss"] = best_score
-        summary["checkpoint_rule"] = (
-            "best: lowest validation reconstruction loss (val/loss); last: final epoch (the ReSeg teacher)"
-        )
-    else:
-        summary["best_val_dice"] = result.best_val_dice
-        summary["checkpoint_rule"] = "best: highest validation Dice (val/dice); last: final epoch"
+    summary["best_" + monitor.replace("/", "_")] = best_score
+    summary["checkpoint_rule"] = module.task.checkpoint_rule
     _write_summary(run_dir, summary)
     return result

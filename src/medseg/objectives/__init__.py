@@ -39,7 +39,7 @@ def build_objective(config: ExperimentConfig) -> Objective:
     """
     loss = config.loss
     seg_loss = DiceCELoss(config.binary, loss.dice_weight, loss.ce_weight, loss.include_background)
-    context = TermContext(config.binary, seg_loss, config.train.seed, config.data.num_classes)
+    context = TermContext(config.binary, seg_loss, config.train.seed, config.data.num_classes, loss.teacher_checkpoint)
     terms = {"seg": (1.0, SegmentationTerm(seg_loss))}
     for term in loss.terms:
         terms[term.name] = (term.weight, build_term(term.name, context, term.params))

@@ -11,8 +11,9 @@ an unweighted grey). Stage 2
 (:mod:`medseg.objectives.reseg`) aligns the segmentation network's features with this frozen network's features,
 fed the same encoded label map.
 
-``recon_target="mask"`` is a medseg option for the reading of the paper where stage 1 reconstructs the mask: the
-target is then the one-hot mask (the foreground channel for a binary task), with the same loss on the raw outputs.
+The target ``mask`` (``train.task_params: {target: mask}``) is a medseg option for the reading of the paper where
+stage 1 reconstructs the mask: the target is then the one-hot mask (the foreground channel for a binary task), with
+the same loss on the raw outputs. The stage-1 training task itself is :class:`medseg.tasks.ReconstructionTask`.
 """
 
 from __future__ import annotations
@@ -29,9 +30,10 @@ from medseg.objectives.base import Objective, ObjectiveTerm
 if TYPE_CHECKING:
     from medseg.config import ExperimentConfig
 
-__all__ = ["ReconstructionTerm", "encode_label_map", "reconstruction_objective"]
+__all__ = ["ReconTarget", "ReconstructionTerm", "encode_label_map", "reconstruction_objective"]
 
 ReconTarget = Literal["image", "mask"]
+"""What a reconstruction network regresses: the image (the official code) or the one-hot mask."""
 
 
 def encode_label_map(mask: torch.Tensor, channels: int) -> torch.Tensor:
@@ -103,16 +105,17 @@ class ReconstructionTerm(ObjectiveTerm):
         return self.mse_weight * F.mse_loss(prediction, target) + self.l1_weight * F.l1_loss(prediction, target)
 
 
-def reconstruction_objective(config: ExperimentConfig) -> Objective:
+def reconstruction_objective(config: ExperimentConfig, target: ReconTarget = "image") -> Objective:
     """The stage-1 objective of a ``train.task: reconstruction`` run: one term ``recon``.
 
     Model auxiliary losses (e.g. a TA-MoSC balance loss) are still added by :class:`Objective`.
 
     Args:
         config: the experiment.
+        target: what the network regresses (see :class:`ReconstructionTerm`).
 
     Returns:
         The objective.
     """
-    term = ReconstructionTerm(config.train.recon_target, config.data.num_classes)
+    term = ReconstructionTerm(target, config.data.num_classes)
     return Objective({"recon": (1.0, term)})

@@ -327,8 +327,10 @@ def reseg(
     """Build the ReSeg alignment term (``loss.terms[].name: reseg``, weight λ = 0.035 in the recipes).
 
     Args:
-        context: the run's context (unused: the teacher brings its own configuration).
-        teacher_checkpoint: the stage-1 checkpoint; set automatically by a stage's ``teacher_from``.
+        context: the run's context; its ``teacher_checkpoint`` (``loss.teacher_checkpoint``, which a stage's
+            ``teacher_from`` sets) is the teacher unless the term names its own (the teacher brings its own
+            configuration).
+        teacher_checkpoint: the stage-1 checkpoint, instead of ``loss.teacher_checkpoint``.
         bridge: ``first_decoder`` (the official U-Net's ``up1``; the default, for every backbone) or
             ``bottleneck`` (set it for transformer backbones).
         teacher_bn_train: see :class:`ReSegTerm`.
@@ -340,10 +342,11 @@ def reseg(
     Raises:
         MedsegError: no or unusable teacher checkpoint.
     """
-    if teacher_checkpoint is None:
+    checkpoint = teacher_checkpoint or context.teacher_checkpoint
+    if checkpoint is None:
         raise MedsegError(
-            "reseg needs teacher_checkpoint: a stage-1 (train.task: reconstruction) checkpoint; in a staged recipe "
-            "set `teacher_from: <stage>` on the stage that uses the term"
+            "reseg needs a teacher: set loss.teacher_checkpoint to a stage-1 (train.task: reconstruction) "
+            "checkpoint; in a staged recipe set `teacher_from: <stage>` on the stage that uses the term"
         )
-    teacher, size = load_teacher(resolve_path(teacher_checkpoint))
+    teacher, size = load_teacher(resolve_path(checkpoint))
     return ReSegTerm(teacher, bridge, teacher_bn_train, projection, probe_size=size)

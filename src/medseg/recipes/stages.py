@@ -9,8 +9,9 @@ Resuming a staged run (:func:`resume_experiment`) skips the finished stages, con
 from its last checkpoint and then trains the remaining ones.
 
 A stage passes weights on in two ways: ``init_from`` loads an earlier stage's **best** checkpoint into the model
-(UTANet), ``teacher_from`` gives an earlier stage's **last** checkpoint to the ``reseg`` loss term as its frozen
-teacher (ReSeg-UNet: stage 1 ``train.task: reconstruction``, stage 2 segmentation with the alignment term).
+(UTANet), ``teacher_from`` makes an earlier stage's **last** checkpoint the stage's ``loss.teacher_checkpoint``, the
+frozen teacher of the loss terms that learn from one (ReSeg-UNet: stage 1 ``train.task: reconstruction``, stage 2
+segmentation with the ``reseg`` alignment term).
 """
 
 from __future__ import annotations

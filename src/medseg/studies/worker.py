@@ -37,6 +37,7 @@ def execute_run(config_path: Path, run_dir: Path, threads: int | None = None) ->
     from medseg.evaluation import evaluate_run, training_device
     from medseg.recipes import final_stage_config, resume_experiment, train_experiment
     from medseg.studies.plan import is_trained
+    from medseg.tasks import task_class
 
     runtime = [f"train.threads={threads}"] if threads else []
     runtime.append("train.progress_bar=false")
@@ -51,7 +52,7 @@ def execute_run(config_path: Path, run_dir: Path, threads: int | None = None) ->
         config = load_config(config_path, runtime)
         train_experiment(config, run_dir=run_dir)
         done = "trained"
-    if final_stage_config(config).train.task == "segmentation":
+    if task_class(final_stage_config(config).train.task).evaluates:
         evaluate_run(run_dir, progress=False, device=training_device(config))
     return done
 

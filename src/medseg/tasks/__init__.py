@@ -1,0 +1,10 @@
+"""Training tasks: what a run trains, chosen by ``train.task`` (see :mod:`medseg.tasks.base`).
+
+Registered here: ``segmentation`` (:class:`TrainingTask`, the default) and ``reconstruction``
+(:class:`ReconstructionTask`, ReSeg-UNet stage 1).
+"""
+
+from medseg.tasks.base import TrainingTask, build_task, list_tasks, register_task, task_class
+from medseg.tasks.reconstruction import ReconstructionTask
+
+__all__ = ["ReconstructionTask", "TrainingTask", "build_task", "list_tasks", "register_task", "task_class"]
