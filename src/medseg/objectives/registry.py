@@ -29,12 +29,14 @@ class TermContext:
         seg_loss: the run's supervised loss ``(logits, target) -> scalar`` (deep supervision reuses it).
         seed: the run's seed, for terms that draw random numbers (a dedicated generator keeps runs reproducible).
         num_classes: classes including background.
+        teacher_checkpoint: ``loss.teacher_checkpoint``, for terms that learn from a frozen teacher network.
     """
 
     binary: bool
     seg_loss: nn.Module
     seed: int
     num_classes: int
+    teacher_checkpoint: str | None = None
 
 
 Factory = TypeVar("Factory", bound=Callable[..., ObjectiveTerm])
