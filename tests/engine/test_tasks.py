@@ -14,7 +14,7 @@ import torch
 
 from medseg.config import ConfigError, ExperimentConfig, config_from_dict, load_config
 from medseg.engine import SegmentationTask, train
-from medseg.tasks import ReconstructionTask, TrainingTask, base, build_task, list_tasks
+from medseg.tasks import TASKS, ReconstructionTask, TrainingTask, build_task, list_tasks
 from tests.test_cli import TINY
 
 OLD_RUN = Path(__file__).resolve().parents[1] / "fixtures" / "evaluation" / "binary2d" / "run"
@@ -40,7 +40,8 @@ class Inverted(TrainingTask):
 
 @pytest.fixture
 def inverted(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(base._TASKS, "inverted", Inverted)
+    monkeypatch.setattr(TASKS, "_entries", dict(TASKS._entries))
+    TASKS.add("inverted", Inverted)
 
 
 def test_train_task_names_a_registered_task() -> None:

@@ -4,24 +4,27 @@ The training module (:class:`~medseg.engine.SegmentationTask`), the trainer and 
 what the model is fed, what it learns, which augmentations apply, which validation value picks ``best.ckpt`` and
 whether the run is evaluated; none of them knows a task by name. :class:`TrainingTask` is the segmentation task
 (``train.task: segmentation``) and the base of every other one; a subclass registered with :func:`register_task`
-becomes a value of ``train.task``, and ``train.task_params`` are its constructor's keyword arguments.
+(or by an installed package, through the entry-point group ``medseg.tasks``) becomes a value of ``train.task``, and
+``train.task_params`` are its constructor's keyword arguments.
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
+from importlib.metadata import EntryPoint
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 import torch
 
 from medseg.config import ConfigError
 from medseg.objectives import Objective, build_objective
+from medseg.registry import Registry
 
 if TYPE_CHECKING:
     from medseg.config import ExperimentConfig
 
-__all__ = ["TrainingTask", "build_task", "list_tasks", "register_task", "task_class"]
+__all__ = ["TASKS", "TrainingTask", "build_task", "list_tasks", "register_task", "task_class"]
 
 
 class TrainingTask:
@@ -76,8 +79,18 @@ class TrainingTask:
         return build_objective(self.config)
 
 
+def _from_entry_point(entry_point: EntryPoint, loaded: object) -> type[TrainingTask]:
+    if not (isinstance(loaded, type) and issubclass(loaded, TrainingTask)):
+        raise TypeError(f"{entry_point.value} is not a TrainingTask subclass")
+    return loaded
+
+
+TASKS: Registry[type[TrainingTask]] = Registry(
+    "task", "medseg.tasks", from_entry_point=_from_entry_point, error=ConfigError, listing="registered"
+)
+"""Every registered task class (the values of ``train.task``)."""
+
 Task = TypeVar("Task", bound=type[TrainingTask])
-_TASKS: dict[str, type[TrainingTask]] = {}
 
 
 def register_task(name: str) -> Callable[[Task], Task]:
@@ -91,17 +104,15 @@ def register_task(name: str) -> Callable[[Task], Task]:
     """
 
     def decorator(cls: Task) -> Task:
-        if name in _TASKS and _TASKS[name] is not cls:
-            raise ValueError(f"a training task named {name!r} is already registered")
-        _TASKS[name] = cls
+        TASKS.add(name, cls)
         return cls
 
     return decorator
 
 
 def list_tasks() -> list[str]:
-    """Names of the registered tasks (the values of ``train.task``)."""
-    return sorted(_TASKS)
+    """Names of the registered tasks (the values of ``train.task``), those of installed packages included."""
+    return TASKS.names()
 
 
 def task_class(name: str) -> type[TrainingTask]:
@@ -116,9 +127,10 @@ def task_class(name: str) -> type[TrainingTask]:
     Raises:
         ConfigError: no task has this name (the message lists the registered ones).
     """
-    if name not in _TASKS:
-        raise ConfigError(f"train.task: unknown task {name!r}; registered: {', '.join(list_tasks())}")
-    return _TASKS[name]
+    try:
+        return TASKS.get(name)
+    except ConfigError as error:
+        raise ConfigError(f"train.task: {error}") from None
 
 
 def build_task(config: ExperimentConfig) -> TrainingTask:
