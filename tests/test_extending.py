@@ -1,12 +1,13 @@
-"""One extension mechanism for every axis: the generic registry, and a package outside medseg that adds a model, a
-skip module, an objective term, a dataset reader and an evaluation protocol through the five entry-point groups,
-then trains and evaluates with them (the example of docs/extending.md)."""
+"""One extension mechanism for every axis: the generic registry, and a package outside medseg (the example of
+docs/extending.md, read from the page) that adds a model, a skip module, an objective term, a dataset reader and an
+evaluation protocol through the five entry-point groups, then trains and evaluates with them."""
 
 from __future__ import annotations
 
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -23,122 +24,22 @@ from medseg.errors import ModelArgumentError
 from medseg.models.skips import build_skips
 from medseg.registry import EntryPointError, Registry, UnknownNameError
 
-# The external package, one module per axis, as docs/extending.md shows it.
-EXTENSION = {
-    "model.py": """
-        import torch
-        from torch import nn
-
-        from medseg.models import SegmentationModel, SegOutput, register_model
-        from medseg.models.skips import build_skips
+DOCS_PAGE = Path(__file__).resolve().parents[1] / "docs" / "extending.md"
 
 
-        @register_model("ext_tiny", paper="medseg_ext test model")
-        class ExtTiny(SegmentationModel):
-            output_stride = 2
-
-            def __init__(self, in_channels=3, num_classes=1, skip="identity", skip_params=None):
-                super().__init__()
-                self.in_channels, self.num_classes = in_channels, num_classes
-                self.encoder = nn.Sequential(nn.Conv2d(in_channels, 8, 3, padding=1), nn.ReLU())
-                self.down = nn.Sequential(nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.ReLU())
-                self.skips = build_skips(skip, [8], skip_params)  # model.params.skip, any registered skip
-                self.up = nn.ConvTranspose2d(8, 8, 2, stride=2)
-                self.head = nn.Conv2d(16, num_classes, 1)
-
-            def forward_features(self, x):
-                feature = self.encoder(x)
-                bottleneck = self.down(feature)
-                (skip,), aux_losses = self.skips([feature])
-                decoded = self.up(bottleneck)
-                final = torch.cat([skip, decoded], dim=1)
-                return SegOutput(
-                    logits=self.head(final), encoder=[feature], bottleneck=bottleneck, decoder=[decoded],
-                    final=final, aux_losses=aux_losses,
-                )
-    """,
-    "skip.py": """
-        import torch
-        from torch import nn
-
-        from medseg.models.skips import register_skip
-
-
-        @register_skip("ext_gate")  # its loss goes to aux_losses["ext_gate"]
-        class ChannelGate(nn.Module):
-            def __init__(self, channels, weight=0.01):
-                super().__init__()
-                self.gates = nn.ParameterList(nn.Parameter(torch.zeros(c)) for c in channels)
-                self.weight = weight
-
-            def forward(self, features):
-                gates = [torch.sigmoid(g).view(1, -1, 1, 1) for g in self.gates]
-                loss = self.weight * sum(g.mean() for g in gates)
-                return [f * g for f, g in zip(features, gates)], loss
-    """,
-    "term.py": """
-        from medseg.objectives import ObjectiveTerm, register_term
-
-
-        class LogitPenalty(ObjectiveTerm):
-            def __init__(self, scale):
-                super().__init__()
-                self.scale = scale
-
-            def forward(self, output, batch):
-                return self.scale * output.logits.square().mean()
-
-
-        @register_term("ext_logit_penalty")
-        def logit_penalty(context, scale=0.001):
-            return LogitPenalty(scale)
-    """,
-    "reader.py": """
-        from medseg.data import register_reader
-        from medseg.data.readers import CaseRecord, FileDatasetReader
-
-
-        @register_reader("ext_cases", detect_priority=200)
-        class CaseFolderReader(FileDatasetReader):
-            signature = "ext_cases.txt + <case>/image.png + <case>/mask.png"
-
-            @classmethod
-            def matches(cls, root):
-                return (root / "ext_cases.txt").is_file()
-
-            def _scan(self):
-                folders = sorted(path for path in self.root.iterdir() if path.is_dir())
-                return [CaseRecord(f.name, f / "image.png", f / "mask.png") for f in folders]
-    """,
-    "protocol.py": """
-        from medseg.protocols import register_protocol
-        from medseg.protocols.perimage import PerImageBinaryProtocol
-
-
-        @register_protocol("ext_dice")
-        class DiceOnlyProtocol(PerImageBinaryProtocol):
-            description = "per-image Dice only, mean over images"
-            metrics = ("dice",)
-    """,
-}
-
-# What pip writes into the installed package's dist-info from its pyproject.toml [project.entry-points."..."] tables.
-ENTRY_POINTS = """\
-[medseg.models]
-ext_tiny = medseg_ext.model:ExtTiny
-
-[medseg.skips]
-ext_gate = medseg_ext.skip:ChannelGate
-
-[medseg.objectives]
-ext_logit_penalty = medseg_ext.term:logit_penalty
-
-[medseg.readers]
-ext_cases = medseg_ext.reader:CaseFolderReader
-
-[medseg.protocols]
-ext_dice = medseg_ext.protocol:DiceOnlyProtocol
-"""
+def documented_package() -> tuple[dict[str, str], str]:
+    """The example package of docs/extending.md: its modules (each Python block that starts with
+    ``# medseg_ext/<module>.py``) and its entry points (the ``[project.entry-points."<group>"]`` tables of its
+    pyproject.toml, written as pip writes them into the installed package's ``entry_points.txt``)."""
+    modules: dict[str, str] = {}
+    groups: list[str] = []
+    for language, body in re.findall(r"```(python|toml)\n(.*?)```", DOCS_PAGE.read_text(), flags=re.S):
+        first, _, rest = body.partition("\n")
+        if language == "python" and (module := re.fullmatch(r"# medseg_ext/(\w+\.py)", first)):
+            modules[module.group(1)] = rest
+        elif language == "toml" and (group := re.fullmatch(r'\[project\.entry-points\."([\w.]+)"\]', first)):
+            groups.append(f"[{group.group(1)}]\n{rest.replace(chr(34), '')}")
+    return modules, "\n".join(groups)
 
 
 def install(site: Path, name: str, modules: dict[str, str], entry_points: str) -> Path:
@@ -184,7 +85,16 @@ def medseg_cli(site: Path, *args: str) -> str:
 
 
 def test_an_external_package_extends_every_axis(tmp_path: Path) -> None:
-    site = install(tmp_path / "site", "medseg_ext", EXTENSION, ENTRY_POINTS)
+    modules, entry_points = documented_package()
+    assert sorted(modules) == ["model.py", "protocol.py", "reader.py", "skip.py", "term.py"]
+    assert re.findall(r"^\[(.+)\]$", entry_points, flags=re.M) == [
+        "medseg.models",
+        "medseg.skips",
+        "medseg.objectives",
+        "medseg.readers",
+        "medseg.protocols",
+    ]
+    site = install(tmp_path / "site", "medseg_ext", modules, entry_points)
     data = write_cases(tmp_path / "cases", 8)
 
     assert "format        ext_cases (detected)" in medseg_cli(site, "data", "check", str(data))
@@ -225,18 +135,17 @@ def test_unknown_names_list_the_registered_ones() -> None:
 
 
 def test_a_broken_entry_point_is_named_with_its_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    site = install(tmp_path, "medseg_broken", {"widgets.py": "import no_such_module_of_medseg_tests\n"}, "")
-    (site / "medseg_broken-0.1.dist-info" / "entry_points.txt").write_text(
-        "[medseg_test.widgets]\nbroken = medseg_broken.widgets:Widget\n"
-    )
+    entry_points = "[medseg_test.widgets]\nbroken = medseg_broken.widgets:Widget\n"
+    site = install(tmp_path, "medseg_broken", {"widgets.py": "import no_such_module_of_medseg_tests\n"}, entry_points)
     monkeypatch.syspath_prepend(str(site))
     widgets: Registry[object] = Registry("widget", "medseg_test.widgets")
-    with pytest.raises(EntryPointError) as error:
-        widgets.names()
-    assert str(error.value) == (
-        "cannot load the entry point broken = medseg_broken.widgets:Widget of package medseg-broken "
-        "(group medseg_test.widgets): ModuleNotFoundError: No module named 'no_such_module_of_medseg_tests'"
-    )
+    for _ in range(2):  # every look-up reports it, not only the first
+        with pytest.raises(EntryPointError) as error:
+            widgets.get("broken")
+        assert str(error.value) == (
+            "cannot load the entry point broken = medseg_broken.widgets:Widget of package medseg-broken "
+            "(group medseg_test.widgets): ModuleNotFoundError: No module named 'no_such_module_of_medseg_tests'"
+        )
 
 
 def test_entry_points_are_read_once(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,7 +4,7 @@ medseg keeps five registries built on :class:`Registry`: models (entry-point gro
 (``medseg.skips``), objective terms (``medseg.objectives``), dataset readers (``medseg.readers``) and evaluation
 protocols (``medseg.protocols``). Built-in entries register themselves with their axis's decorator when their
 module is imported; an installed package adds entries through the axis's entry-point group, whose entry points
-are loaded once, at the first look-up (see the "Extending medseg" page of the documentation).
+are loaded once, at the first look-up (``docs/extending.md``).
 """
 
 from __future__ import annotations
@@ -125,14 +125,19 @@ class Registry(Generic[T]):
         return len(self._entries)
 
     def _load(self) -> None:
-        """Import the built-in modules and load the entry-point group, the first time only."""
+        """Import the built-in modules and load the entry-point group, the first time only (until one fails:
+        then every look-up tries again, so that the failure is reported each time, not an unknown name)."""
         if self._loaded:
             return
-        self._loaded = True
-        for module in self._modules:
-            importlib.import_module(module)
-        for entry_point in entry_points(group=self.group):
-            self._load_entry_point(entry_point)
+        self._loaded = True  # before the imports: a module they import may look names up
+        try:
+            for module in self._modules:
+                importlib.import_module(module)
+            for entry_point in entry_points(group=self.group):
+                self._load_entry_point(entry_point)
+        except Exception:
+            self._loaded = False
+            raise
 
     def _load_entry_point(self, entry_point: EntryPoint) -> None:
         """Import one entry point and register the object it names under its name, unless that name is already
