@@ -125,6 +125,12 @@ def test_the_cli_passes_device_batch_size_and_workers(tmp_path: Path) -> None:
     expected = json.loads((FIXTURES / "binary2d" / "expected" / "perimage_binary.json").read_text())
     cases = json.loads((run / "evaluation" / "test" / "cases.json").read_text())
     assert_same(cases, expected["cases"], "cases")
+    assert json.loads((run / "evaluation" / "test" / "summary.json").read_text())["batch_size"] == 3
+
+
+def test_the_default_batch_on_the_cpu_is_one_input(tmp_path: Path) -> None:
+    output = evaluate_run(copy_run("binary2d", tmp_path), progress=False, device="cpu", workers=0)
+    assert output.summary["batch_size"] == 1
 
 
 @pytest.mark.parametrize(

@@ -34,6 +34,7 @@ __all__ = [
     "apply_overrides",
     "check_image_size",
     "config_from_dict",
+    "eval_batch_size",
     "load_config",
     "resolve_path",
     "save_config",
@@ -386,7 +387,9 @@ class EvalConfig(_Section):
             device it trained on).
         precision: ``auto`` (the run's training precision on a GPU, float32 on the CPU), ``32``, ``bf16-mixed``
             or ``16-mixed``; the summary states the one used.
-        batch_size: model inputs per batch (images, or slices of volumes, taken from consecutive cases).
+        batch_size: model inputs per batch (images, or slices of volumes, taken from consecutive cases): a number,
+            or ``auto``: 16 on a GPU, 1 on the CPU, where a batch of these networks runs slower per input than
+            one input at a time (cache-bound convolutions; ``benchmarks/results/pipeline.md``).
         metric_workers: processes that read and prepare the cases ahead of the model and compute their metrics
             while it predicts: ``auto`` (one per CPU but one; none with one or two CPUs, where the model's threads
             use them all) or a number; 0 does both in the main process.
@@ -417,7 +420,7 @@ class EvalConfig(_Section):
     overlays: int = Field(8, ge=0)
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
     precision: Literal["auto", "32", "bf16-mixed", "16-mixed"] = "auto"
-    batch_size: int = Field(16, ge=1)
+    batch_size: int | Literal["auto"] = "auto"
     metric_workers: int | Literal["auto"] = "auto"
     tta: bool = False
     tta_transforms: list[Literal["hflip", "vflip", "rot90", "rot180", "rot270", "transpose"]] = Field(
@@ -437,12 +440,34 @@ class EvalConfig(_Section):
     def _eval_precision_as_text(cls, value: Any) -> Any:
         return str(value) if isinstance(value, int) else value
 
+    @field_validator("batch_size")
+    @classmethod
+    def _positive_batch(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("must be at least 1, or auto")
+        return value
+
     @field_validator("metric_workers")
     @classmethod
     def _no_negative_workers(cls, value: int | str) -> int | str:
         if isinstance(value, int) and value < 0:
             raise ValueError("must be 0 (the main process), a positive number or auto")
         return value
+
+
+def eval_batch_size(setting: int | str, device_type: str) -> int:
+    """The model inputs per batch of evaluation and prediction.
+
+    Args:
+        setting: ``eval.batch_size``: a number, or ``auto`` (16 on a GPU, 1 on the CPU).
+        device_type: where the model runs: ``cuda``, ``cpu``...
+
+    Returns:
+        The batch size.
+    """
+    if setting == "auto":
+        return 16 if device_type == "cuda" else 1
+    return int(setting)
 
 
 class StageConfig(_Section):

@@ -39,7 +39,7 @@ from medseg.checkpoints import (
     load_checkpoint_config,
     read_checkpoint,
 )
-from medseg.config import DataConfig, ExperimentConfig, config_from_dict
+from medseg.config import DataConfig, ExperimentConfig, config_from_dict, eval_batch_size
 from medseg.data import DatasetReader, build_reader, load_splits
 from medseg.errors import MedsegError
 from medseg.inference import Predictor
@@ -267,7 +267,7 @@ def evaluate_run(
     if not case_ids:
         raise MedsegError(f"split {split!r} of {run_dir} is empty")
     torch_device = resolve_device(device or config.eval.device)
-    batch_size = config.eval.batch_size if batch_size is None else batch_size
+    batch_size = eval_batch_size(config.eval.batch_size, torch_device.type) if batch_size is None else batch_size
     if batch_size < 1:
         raise MedsegError(f"the evaluation batch size must be at least 1, got {batch_size}")
     worker_count = min(metric_workers(config.eval.metric_workers if workers is None else workers), len(case_ids))
@@ -328,6 +328,7 @@ def evaluate_run(
         "input_size": config.data.image_size,
         "device": describe_device(torch_device),
         "precision": precision,
+        "batch_size": batch_size,
         **({"tta": list(predictor.tta)} if predictor.tta else {}),
         "case_metrics": list(evaluator.metrics),
         **(

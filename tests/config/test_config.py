@@ -151,3 +151,16 @@ def test_shipped_configs_find_the_shared_data_from_any_directory(
     monkeypatch.delenv("MEDSEG_DATA", raising=False)
     monkeypatch.chdir(tmp_path)
     assert load_config(REPO / "configs" / "unet-glas.yaml").data.root == str(REPO.parent / "shared" / "data" / "glas")
+
+
+def test_eval_batch_size_auto_is_one_on_the_cpu_and_16_on_a_gpu() -> None:
+    from pydantic import ValidationError
+
+    from medseg.config import eval_batch_size
+
+    config = ExperimentConfig()
+    assert config.eval.batch_size == "auto"
+    assert eval_batch_size("auto", "cpu") == 1 and eval_batch_size("auto", "cuda") == 16
+    assert eval_batch_size(3, "cuda") == 3
+    with pytest.raises(ValidationError, match="at least 1, or auto"):
+        ExperimentConfig.model_validate({"eval": {"batch_size": 0}})

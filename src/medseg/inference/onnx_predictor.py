@@ -198,7 +198,8 @@ class OnnxPredictor(SlicePredictor):
         self.path = Path(model)
         self.meta = read_sidecar(self.path)
         settings = self.meta["eval"]
-        self.batch_size = settings["batch_size"] if batch_size is None else batch_size
+        auto = settings["batch_size"] == "auto"  # eval.batch_size: auto is one input at a time on the CPU
+        self.batch_size = (1 if auto else settings["batch_size"]) if batch_size is None else batch_size
         if self.batch_size < 1:
             raise MedsegError(f"the batch size must be at least 1, got {self.batch_size}")
         if tta is None:

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from medseg.checkpoints import model_from_payload, read_checkpoint
-from medseg.config import DataConfig, ExperimentConfig
+from medseg.config import DataConfig, ExperimentConfig, eval_batch_size
 from medseg.data.transforms import prepare_image
 from medseg.errors import MedsegError
 from medseg.inference import tta as tta_ops
@@ -246,7 +246,7 @@ class Predictor(SlicePredictor):
         self.config = config
         self.binary = config.binary
         self.threshold = settings.threshold
-        self.batch_size = settings.batch_size if batch_size is None else batch_size
+        self.batch_size = eval_batch_size(settings.batch_size, self.device.type) if batch_size is None else batch_size
         if self.batch_size < 1:
             raise MedsegError(f"the batch size must be at least 1, got {self.batch_size}")
         self.mode = _choice("mode", settings.mode if mode is None else mode, MODES)
