@@ -41,7 +41,6 @@ CLEAN_AGGREGATION = (
 )
 
 
-@register_protocol("transunet_synapse")
 class TransUNetProtocol(Protocol):
     """Per-volume 3D Dice and HD95 per class exactly as TransUNet computes them.
 
@@ -209,6 +208,7 @@ CLEAN = (
 )
 
 
+@register_protocol("transunet_synapse")
 class TransUNetSynapseProtocol(TransUNetProtocol):
     """TransUNet's Synapse protocol (9 classes: background and 8 organs)."""
 
