@@ -693,7 +693,8 @@ def _upgrade(raw: dict[str, Any]) -> dict[str, Any]:
     """A config written before ``train.task_params`` (a run folder's, a checkpoint's) in today's keys.
 
     Such a config holds ``train.recon_target``: a value other than the former default ``image`` becomes
-    ``train.task_params.target`` unless the run segments (where it had no effect); the key is dropped.
+    ``train.task_params.target`` (unless that is set, or the run segments, where it had no effect); the key is
+    dropped.
 
     Args:
         raw: the config tree (not modified).
@@ -706,9 +707,9 @@ def _upgrade(raw: dict[str, Any]) -> dict[str, Any]:
         return raw
     train = dict(train)
     target = train.pop("recon_target")
-    params = train.get("task_params")
-    if target != "image" and train.get("task", "segmentation") != "segmentation" and params is None:
-        train["task_params"] = {"target": target}
+    params = train.get("task_params") or {}
+    if target != "image" and train.get("task", "segmentation") != "segmentation" and isinstance(params, dict):
+        train["task_params"] = {"target": target, **params}
     return {**raw, "train": train}
 
 

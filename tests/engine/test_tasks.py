@@ -9,10 +9,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import lightning.pytorch as pl
 import pytest
 import torch
 
-from medseg.config import ConfigError, ExperimentConfig, config_from_dict, load_config
+from medseg.config import ConfigError, ExperimentConfig, config_from_dict, load_config, stage_config
 from medseg.engine import SegmentationTask, train
 from medseg.tasks import TASKS, ReconstructionTask, TrainingTask, build_task, list_tasks
 from tests.test_cli import TINY
@@ -90,12 +91,16 @@ def test_configs_written_before_task_params_still_load() -> None:
     assert old == {"train": {"task": "reconstruction", "recon_target": "mask"}}  # the tree read stays as it was
     assert config_from_dict({"train": {"task": "reconstruction", "recon_target": "image"}}).train.task_params == {}
     assert config_from_dict({"train": {"recon_target": "mask"}}).train.task_params == {}  # it did nothing there
+    stage = {"name": "teacher", "overrides": {"train.task": "reconstruction", "train.recon_target": "mask"}}
+    staged = config_from_dict({"stages": [stage]})
+    assert stage_config(staged, staged.stages[0]).train.task_params == {"target": "mask"}
 
 
-def test_a_checkpoint_written_before_task_params_loads_into_the_module() -> None:
-    checkpoint = OLD_RUN / "checkpoints" / "best.ckpt"
-    stored = torch.load(checkpoint, map_location="cpu", weights_only=True)
+def test_a_checkpoint_written_before_task_params_loads_into_the_module(tmp_path: Path) -> None:
+    stored = torch.load(OLD_RUN / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)
     assert stored["hyper_parameters"]["config"]["train"]["recon_target"] == "image"
+    checkpoint = tmp_path / "old.ckpt"  # with the version key that Lightning's loader reads
+    torch.save({**stored, "pytorch-lightning_version": pl.__version__}, checkpoint)
     module = SegmentationTask.load_from_checkpoint(checkpoint, map_location="cpu")
     assert type(module.task) is TrainingTask and module.config.train.task_params == {}
     state = module.state_dict()
