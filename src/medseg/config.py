@@ -340,7 +340,7 @@ class TrainConfig(_Section):
         progress_bar: show a progress bar when stdout and stderr are terminals; otherwise (or with ``false``) one
             log line per epoch (epoch, losses, validation Dice, seconds).
         task: what the run trains: ``segmentation`` or another task registered in :mod:`medseg.tasks` (such as
-            ReSeg-UNet's stage 1; ``medseg.tasks.list_tasks()`` names them). The task decides the model's input, the
+            ReSeg-UNet's stage 1; ``medseg.tasks.TASKS.names()`` lists them). The task decides the model's input, the
             objective, the augmentations, the validation value that picks ``best.ckpt`` and whether the run is
             evaluated.
         task_params: the task's own settings (its constructor's keyword arguments).
@@ -733,11 +733,11 @@ def _build(raw: dict[str, Any]) -> ExperimentConfig:
 
 def _check_teacher(stage: StageConfig, teacher: ExperimentConfig) -> None:
     """Refuse a ``teacher_from`` stage whose task makes no teacher (the message names the tasks that do)."""
-    from medseg.tasks import list_tasks, task_class
+    from medseg.tasks import TASKS, task_class
 
     name = teacher.train.task
     if not task_class(name).makes_teacher:
-        makers = ", ".join(task for task in list_tasks() if task_class(task).makes_teacher) or "none"
+        makers = ", ".join(task for task, cls in TASKS.items() if cls.makes_teacher) or "none"
         raise ConfigError(
             f"stage {stage.name!r}: teacher_from={stage.teacher_from!r} trains train.task={name}, which makes no "
             f"teacher (tasks that do: {makers})"

@@ -15,7 +15,7 @@ import torch
 
 from medseg.config import ConfigError, ExperimentConfig, config_from_dict, load_config, stage_config
 from medseg.engine import SegmentationTask, train
-from medseg.tasks import TASKS, ReconstructionTask, TrainingTask, build_task, list_tasks
+from medseg.tasks import TASKS, ReconstructionTask, TrainingTask, build_task, register_task
 from tests.test_cli import TINY
 
 OLD_RUN = Path(__file__).resolve().parents[1] / "fixtures" / "evaluation" / "binary2d" / "run"
@@ -26,6 +26,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 class Inverted(TrainingTask):
     """A task of this test: the model sees ``scale - image``; the lowest validation loss picks ``best.ckpt``."""
 
+    name = "inverted"
     monitor = "val/loss"
     mode = "min"
     evaluates = False
@@ -42,11 +43,11 @@ class Inverted(TrainingTask):
 @pytest.fixture
 def inverted(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(TASKS, "_entries", dict(TASKS._entries))
-    TASKS.add("inverted", Inverted)
+    register_task(Inverted)
 
 
 def test_train_task_names_a_registered_task() -> None:
-    assert list_tasks() == ["reconstruction", "segmentation"]
+    assert TASKS.names() == ["reconstruction", "segmentation"]
     assert type(build_task(load_config(None))) is TrainingTask
     assert type(build_task(load_config(None, ["train.task=reconstruction"]))) is ReconstructionTask
     with pytest.raises(ConfigError, match=r"train\.task: unknown task 'recon'; registered: reconstruction, segm"):

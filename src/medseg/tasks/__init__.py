@@ -4,7 +4,7 @@ Registered here: ``segmentation`` (:class:`TrainingTask`, the default) and ``rec
 (:class:`ReconstructionTask`, ReSeg-UNet stage 1).
 """
 
-from medseg.tasks.base import TASKS, TrainingTask, build_task, list_tasks, register_task, task_class
+from medseg.tasks.base import TASKS, TrainingTask, build_task, register_task, task_class
 from medseg.tasks.reconstruction import ReconstructionTask
 
-__all__ = ["TASKS", "ReconstructionTask", "TrainingTask", "build_task", "list_tasks", "register_task", "task_class"]
+__all__ = ["TASKS", "ReconstructionTask", "TrainingTask", "build_task", "register_task", "task_class"]

@@ -4,14 +4,14 @@ The training module (:class:`~medseg.engine.SegmentationTask`), the trainer and 
 what the model is fed, what it learns, which augmentations apply, which validation value picks ``best.ckpt`` and
 whether the run is evaluated; none of them knows a task by name. :class:`TrainingTask` is the segmentation task
 (``train.task: segmentation``) and the base of every other one; a subclass registered with :func:`register_task`
-(or by an installed package, through the entry-point group ``medseg.tasks``) becomes a value of ``train.task``, and
-``train.task_params`` are its constructor's keyword arguments.
+under its ``name`` (or by an installed package, through the entry-point group ``medseg.tasks``) becomes a value of
+``train.task``, and ``train.task_params`` are its constructor's keyword arguments.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from importlib.metadata import EntryPoint
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
@@ -24,7 +24,7 @@ from medseg.registry import Registry
 if TYPE_CHECKING:
     from medseg.config import ExperimentConfig
 
-__all__ = ["TASKS", "TrainingTask", "build_task", "list_tasks", "register_task", "task_class"]
+__all__ = ["TASKS", "TrainingTask", "build_task", "register_task", "task_class"]
 
 
 class TrainingTask:
@@ -35,6 +35,7 @@ class TrainingTask:
     refuses settings it cannot use with a :class:`~medseg.config.ConfigError`.
 
     Attributes:
+        name: the value of ``train.task`` that selects the task.
         monitor: the validation value that picks ``best.ckpt`` and drives ``train.patience`` (``val/dice`` or
             ``val/loss``).
         mode: ``max`` when a higher ``monitor`` is better, ``min`` when a lower one is.
@@ -49,6 +50,7 @@ class TrainingTask:
         config: the experiment.
     """
 
+    name: ClassVar[str] = "segmentation"
     monitor: ClassVar[str] = "val/dice"
     mode: ClassVar[Literal["max", "min"]] = "max"
     evaluates: ClassVar[bool] = True
@@ -88,31 +90,22 @@ def _from_entry_point(entry_point: EntryPoint, loaded: object) -> type[TrainingT
 TASKS: Registry[type[TrainingTask]] = Registry(
     "task", "medseg.tasks", from_entry_point=_from_entry_point, error=ConfigError, listing="registered"
 )
-"""Every registered task class (the values of ``train.task``)."""
+"""Every registered task class; ``TASKS.names()`` are the values of ``train.task`` (installed packages' included)."""
 
 Task = TypeVar("Task", bound=type[TrainingTask])
 
 
-def register_task(name: str) -> Callable[[Task], Task]:
-    """Decorator registering a :class:`TrainingTask` subclass as the ``train.task`` value ``name``.
+def register_task(cls: Task) -> Task:
+    """Class decorator registering a :class:`TrainingTask` subclass under its ``name`` (a value of ``train.task``).
 
     Args:
-        name: the value of ``train.task`` that selects the task.
+        cls: the task class.
 
     Returns:
-        The decorator.
+        The class, unchanged.
     """
-
-    def decorator(cls: Task) -> Task:
-        TASKS.add(name, cls)
-        return cls
-
-    return decorator
-
-
-def list_tasks() -> list[str]:
-    """Names of the registered tasks (the values of ``train.task``), those of installed packages included."""
-    return TASKS.names()
+    TASKS.add(cls.name, cls)
+    return cls
 
 
 def task_class(name: str) -> type[TrainingTask]:
@@ -155,4 +148,4 @@ def build_task(config: ExperimentConfig) -> TrainingTask:
     return cls(config, **params)
 
 
-register_task("segmentation")(TrainingTask)
+register_task(TrainingTask)

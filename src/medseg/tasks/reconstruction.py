@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 __all__ = ["ReconstructionTask"]
 
 
-@register_task("reconstruction")
+@register_task
 class ReconstructionTask(TrainingTask):
     """The stage-1 task: label map in, image (or mask) out.
 
@@ -42,6 +42,7 @@ class ReconstructionTask(TrainingTask):
         ConfigError: ``loss.terms`` is not empty, or an unknown ``target``.
     """
 
+    name = "reconstruction"
     monitor = "val/loss"
     mode = "min"
     evaluates = False
