@@ -87,3 +87,45 @@ def test_channels_must_split_into_four_chunks() -> None:
         ASCSeg(channels=(6, 8, 12, 16))
     with pytest.raises(ValueError, match="four levels"):
         ASCSeg(channels=(8, 16, 24))
+
+
+def _msfa_weight_grads(msfa: torch.nn.Module, x: torch.Tensor, grad: torch.Tensor, mixed: bool) -> list[torch.Tensor]:
+    """Weight gradients of the MSFA branches' dilated convolutions after one backward pass of ``<msfa(x), grad>``."""
+    msfa.zero_grad()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=mixed):
+        out = msfa(x)
+    (out.float() * grad).sum().backward()
+    return [branch.body[0].weight.grad.clone() for branch in msfa.branches if branch.body[0].dilation[0] > 1]
+
+
+def test_msfa_bf16_autocast_weight_gradients_match_float32_on_channels_last_input() -> None:
+    """The PMBs hand the decoder channels-last maps; PyTorch's CPU backward of a dilated bf16 convolution on such an
+    input returned NaN / 1e35 weight gradients (ASC-Seg's loss was NaN at its second bf16 step). The dilated branches
+    now convolve an NCHW copy under autocast: their gradients are the float32 ones up to bf16 rounding (about 10%
+    here, through the bf16 forward pass and its ReLU masks; the broken kernel gave NaN or errors of 100% and more)."""
+    from medseg.models.asc_seg import MSFA
+
+    torch.manual_seed(0)
+    msfa = MSFA(24)
+    x = torch.randn(2, 24, 32, 32).contiguous(memory_format=torch.channels_last)
+    grad = torch.randn(2, 24, 32, 32)
+    reference = _msfa_weight_grads(msfa, x, grad, mixed=False)
+    bf16 = _msfa_weight_grads(msfa, x, grad, mixed=True)
+    assert len(reference) == 5  # dilations 2, 3, 4 native, 3 up-down, 3 down-up
+    for ref, got in zip(reference, bf16, strict=True):
+        assert torch.isfinite(got).all()
+        assert (got - ref).norm() <= 0.2 * ref.norm()
+
+
+def test_bf16_autocast_training_step_has_finite_gradients() -> None:
+    """The reported model (widths [8, 16, 24, 32]) at 64 px: every gradient of a bf16-autocast step is finite."""
+    torch.manual_seed(0)
+    model = ASCSeg()
+    mask = torch.zeros(2, 1, 64, 64)
+    mask[..., 16:48, 20:44] = 1
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model.forward_features(torch.rand(2, 3, 64, 64))
+    heads = [out.logits, *(F.interpolate(a.float(), size=(64, 64), mode="bilinear") for a in out.aux_logits)]
+    sum(F.binary_cross_entropy_with_logits(h.float(), mask) for h in heads).backward()
+    bad = [name for name, p in model.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()]
+    assert not bad

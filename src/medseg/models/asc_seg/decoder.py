@@ -12,6 +12,12 @@
 * FAC (feature alignment connector): σ(BN(Conv1x1(Up2(d)))) * σ(e) + e; the deep feature gates the skip.
 
 All up-samplings are bilinear with ``align_corners=True``.
+
+**Reduced precision on the CPU.** The PMBs hand the decoder channels-last feature maps. PyTorch's CPU convolution
+returns wrong weight gradients (NaN, ±1e35 or O(1) relative errors) for a **dilated** bf16 convolution on a
+channels-last input of 32 x 32 or more, so ASC-Seg's loss became NaN at its second bf16-autocast step. The dilated
+MSFA branches therefore take a contiguous (NCHW) copy of their input when the convolution runs in bf16 or fp16 on the
+CPU (:func:`_dilated_conv_input`); float32 runs, other devices and traced graphs are untouched.
 """
 
 from __future__ import annotations
@@ -25,23 +31,48 @@ from medseg.models.asc_seg.common import conv_bn, up2
 __all__ = ["CAB", "CNSD", "DFB", "FAC", "MSFA", "SAB"]
 
 
+_REDUCED_PRECISION = (torch.bfloat16, torch.float16)
+
+
+def _dilated_conv_input(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in NCHW layout where a dilated CPU convolution would run in reduced precision, else ``x`` as it is.
+
+    A channels-last input makes the CPU backward pass of a dilated bf16 convolution return wrong weight gradients
+    (see the module docstring); the NCHW kernels are correct.
+
+    Args:
+        x: input of a dilated convolution ``(B, C, H, W)``.
+
+    Returns:
+        ``x.contiguous()`` on the CPU under bf16/fp16 autocast or for a bf16/fp16 ``x``; ``x`` otherwise.
+    """
+    if x.device.type != "cpu":
+        return x
+    autocast = torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") in _REDUCED_PRECISION
+    return x.contiguous() if autocast or x.dtype in _REDUCED_PRECISION else x
+
+
 class _MSFABranch(nn.Module):
     """Conv3x3 (C -> C/2, dilation d) + BN + ReLU -> Conv1x1 + BN, optionally between a resampling pair."""
 
     def __init__(self, channels: int, dilation: int, resample: str = "native") -> None:
         super().__init__()
         self.resample = resample
+        self.dilated = dilation > 1
         half = channels // 2
         self.body = nn.Sequential(
             *conv_bn(channels, half, 3, padding=dilation, dilation=dilation), nn.ReLU(), *conv_bn(half, half)
         )
 
+    def _body(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(_dilated_conv_input(x) if self.dilated else x)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.resample == "up_down":
-            return F.max_pool2d(self.body(up2(x)), 2)
+            return F.max_pool2d(self._body(up2(x)), 2)
         if self.resample == "down_up":
-            return up2(self.body(F.max_pool2d(x, 2)))
-        return self.body(x)
+            return up2(self._body(F.max_pool2d(x, 2)))
+        return self._body(x)
 
 
 class MSFA(nn.Module):
