@@ -728,6 +728,11 @@ def _build(raw: dict[str, Any]) -> ExperimentConfig:
         stage_config(config, stage)
         if stage.teacher_from:
             _check_teacher(stage, stage_config(config, stages[stage.teacher_from]))
+            if not stage_config(config, stage).loss.terms:
+                raise ConfigError(
+                    f"stage {stage.name!r}: teacher_from={stage.teacher_from!r} but the stage has no loss.terms, so "
+                    "no term learns from the teacher (add one, e.g. {name: reseg})"
+                )
     return config
 
 

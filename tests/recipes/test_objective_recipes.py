@@ -115,6 +115,10 @@ def test_evaluate_uses_the_segmentation_stage(staged_run: tuple[Path, Any]) -> N
         ("[{name: a, teacher_from: b}, {name: b}]", "not an earlier stage"),
         ("[{name: a}, {name: b, teacher_from: a, overrides: {loss.terms: [{name: reseg}]}}]", "makes no teacher"),
         ("[{name: a, overrides: {train.task: reconstruction, loss.terms: [{name: selfreg}]}}]", "must be empty"),
+        (
+            "[{name: a, overrides: {train.task: reconstruction}}, {name: b, teacher_from: a}]",
+            "no term learns from the teacher",
+        ),
     ],
 )
 def test_bad_teacher_stages_are_rejected(tmp_path: Path, stages: str, message: str) -> None:
