@@ -97,8 +97,7 @@ def test_paths_in_a_file_resolve_against_its_folder(monkeypatch: pytest.MonkeyPa
     recipes.mkdir(parents=True)
     path = recipes / "exp.yaml"
     path.write_text(
-        "data: {root: '${NOT_SET_HERE:-../data}/glas', split_file: splits.json}\n"
-        "model: {checkpoint: ../weights/w.pt}\n"
+        "data: {root: '${NOT_SET_HERE:-../data}/glas', split_file: splits.json}\nmodel: {checkpoint: ../weights/w.pt}\n"
     )
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -111,9 +110,7 @@ def test_paths_in_a_file_resolve_against_its_folder(monkeypatch: pytest.MonkeyPa
     assert config.path_sources["data.root"] == "${NOT_SET_HERE:-../data}/glas"
 
 
-def test_override_paths_resolve_against_the_current_directory(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def test_override_paths_resolve_against_the_current_directory(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     path = write(tmp_path, "data: {root: here}\n")
     monkeypatch.chdir(tmp_path.parent)
     assert load_config(path).data.root == str(tmp_path / "here")
