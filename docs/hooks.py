@@ -3,8 +3,8 @@
 They add the pages and figures that are generated from the code at build time, so that none of them can go stale:
 
 - ``configuration.md``: the configuration reference, from the pydantic schema (:mod:`gen_config_reference`);
-- ``results/<name>.md``: each benchmark result table of ``benchmarks/results/`` as written by the benchmarks, added
-  to the navigation's "Benchmarks" section under its own title;
+- ``results/<name>.md``: each benchmark result table of ``benchmarks/results/`` as written by the benchmarks
+  (with the ``.png`` figures they show), added to the navigation's "Benchmarks" section under its own title;
 - ``methods/img/<name>.svg``: the architecture figures (:mod:`diagrams`);
 - in ``cli.md``, the ``<!-- cli-reference -->`` marker becomes the reference of every command
   (:mod:`gen_cli_reference`).
@@ -77,6 +77,8 @@ def on_files(files: Files, config: MkDocsConfig) -> Files:
     for result in _results(config):
         note = f"\n\n*Written by the benchmark into `{RESULTS_FOLDER / result.name}`; shown here as it is.*\n"
         _add(files, config, f"results/{result.name}", result.read_text(encoding="utf-8") + note)
+    for figure in sorted((Path(config.config_file_path).parent / RESULTS_FOLDER).glob("*.png")):
+        _add(files, config, f"results/{figure.name}", figure.read_bytes())  # figures the result pages show
     for name, svg in all_diagrams().items():
         _add(files, config, f"methods/img/{name}", svg)
     return files
