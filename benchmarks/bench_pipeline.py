@@ -361,20 +361,11 @@ def _truth_metrics_s(run_dir: Path) -> float:
     """
     from medseg.config import load_config
     from medseg.data import build_reader, load_splits
-    from medseg.metrics import EmptyPolicy
+    from medseg.evaluation import run_protocol
     from medseg.metrics.scoring import timed_score
-    from medseg.protocols import ProtocolContext, get_protocol
 
     config = load_config(run_dir / "config.yaml")
-    policy = EmptyPolicy(both_empty=config.eval.both_empty, hd95_empty=config.eval.hd95_empty)
-    context = ProtocolContext(
-        num_classes=config.data.num_classes,
-        image_size=config.data.image_size,
-        class_names=config.foreground_names,
-        threshold=config.eval.threshold,
-        policy=policy,
-    )
-    evaluator = get_protocol(EVAL_PROTOCOL, context)
+    evaluator = run_protocol(config, EVAL_PROTOCOL)
     reader = build_reader(config.data)
     seconds = 0.0
     for case_id in load_splits(run_dir / "splits.json")["test"]:

@@ -51,7 +51,7 @@ from medseg.reports import overlay
 from medseg.reports.markdown import evaluation_report, rank_cases
 from medseg.runtime import available_cpus
 
-__all__ = ["EvaluationOutput", "evaluate_run", "metric_workers", "training_device"]
+__all__ = ["EvaluationOutput", "evaluate_run", "metric_workers", "run_protocol", "training_device"]
 
 CHECKPOINT_RULES = {
     "best": "highest validation Dice during training",
@@ -183,6 +183,26 @@ def training_device(config: ExperimentConfig) -> str:
     return {"cpu": "cpu", "gpu": "cuda"}.get(accelerator, config.eval.device)
 
 
+def run_protocol(config: ExperimentConfig, name: str) -> Protocol:
+    """The evaluation protocol ``name`` set up for a run: its classes, input size, threshold and empty-mask policy.
+
+    Args:
+        config: the run's configuration.
+        name: a registered protocol.
+
+    Returns:
+        The protocol.
+    """
+    context = ProtocolContext(
+        num_classes=config.data.num_classes,
+        image_size=config.data.image_size,
+        class_names=config.foreground_names,
+        threshold=config.eval.threshold,
+        policy=EmptyPolicy(both_empty=config.eval.both_empty, hd95_empty=config.eval.hd95_empty),
+    )
+    return get_protocol(name, context)
+
+
 def metric_workers(setting: int | str) -> int:
     """The number of scoring worker processes ``eval.metric_workers`` asks for.
 
@@ -278,15 +298,7 @@ def evaluate_run(
     model_config = load_checkpoint_config(payload, ckpt_path)
     _check_same_model(run_dir, config, ckpt_path, model_config)
     reader = build_reader(config.data)
-    policy = EmptyPolicy(both_empty=config.eval.both_empty, hd95_empty=config.eval.hd95_empty)
-    context = ProtocolContext(
-        num_classes=config.data.num_classes,
-        image_size=config.data.image_size,
-        class_names=config.foreground_names,
-        threshold=config.eval.threshold,
-        policy=policy,
-    )
-    evaluator = get_protocol(protocol or config.eval.protocol, context)
+    evaluator = run_protocol(config, protocol or config.eval.protocol)
     evaluator.check_cases(volumes=reader.is_volume(case_ids[0]))  # before any output (each case is checked too)
     folder = split if evaluator.name == config.eval.protocol else f"{split}-{evaluator.name}"
     out_dir = run_dir / "evaluation" / (folder + _checkpoint_folder_suffix(ckpt_path, rule))
@@ -332,7 +344,7 @@ def evaluate_run(
         **({"tta": list(predictor.tta)} if predictor.tta else {}),
         "case_metrics": list(evaluator.metrics),
         **(
-            {"empty_policy": {"both_empty": policy.both_empty, "hd95_empty": policy.hd95_empty}}
+            {"empty_policy": {"both_empty": config.eval.both_empty, "hd95_empty": config.eval.hd95_empty}}
             if evaluator.configurable_policy
             else {}
         ),
