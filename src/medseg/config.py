@@ -389,7 +389,7 @@ class EvalConfig(_Section):
             or ``16-mixed``; the summary states the one used.
         batch_size: model inputs per batch (images, or slices of volumes, taken from consecutive cases): a number,
             or ``auto``: 16 on a GPU, 1 on the CPU, where a batch of these networks runs slower per input than
-            one input at a time (cache-bound convolutions; ``benchmarks/results/pipeline.md``).
+            one input at a time (measured in ``benchmarks/results/pipeline.md`` and ``inference.md``).
         metric_workers: processes that read and prepare the cases ahead of the model and compute their metrics
             while it predicts: ``auto`` (one per CPU but one; none with one or two CPUs, where the model's threads
             use them all) or a number; 0 does both in the main process.
